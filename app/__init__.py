@@ -1,0 +1,48 @@
+"""popsync: popup forms, open and click recognition, and one contact list synced to the store's customers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import Settings
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings (from ``config`` if given, else the environment), resources, blueprints, CLI.
+
+    ``config`` is a mapping of the same names as the environment variables (tests pass one). A key
+    ``DATABASE_ENGINE`` may hand in an existing SQLAlchemy engine (tests share one across apps).
+    """
+    app = Flask(__name__, instance_path=os.environ.get("POPSYNC_INSTANCE_PATH") or None)
+    source = dict(os.environ if config is None else config)
+    settings = Settings.from_mapping(source, instance_path=app.instance_path)
+    app.config.update(SECRET_KEY=settings.secret_key, POPSYNC=settings, JSON_SORT_KEYS=False)
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)  # type: ignore[method-assign]
+
+    from app import db
+    from app import errors
+    from app.admin import api
+    from app.contacts import service
+    from app.crypto import Keyring
+    from app.ops import views as ops
+    from app.storefront import views as storefront
+
+    database = db.Database(settings.database_url, engine=source.get("DATABASE_ENGINE"))
+    db.init_app(app, database)
+    keyring = Keyring(settings.secret_key, settings.secret_key_fallbacks)
+    app.extensions["popsync.keyring"] = keyring
+    service.init_app(app, service.ContactService(database, keyring))
+
+    app.register_blueprint(storefront.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ops.bp)
+    errors.init_app(app)
+    logging.getLogger("popsync").setLevel(logging.INFO)
+    return app

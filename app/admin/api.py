@@ -1,0 +1,85 @@
+"""The merchant admin JSON API (``/api/v1``). Every route is authenticated and scoped to ``g.shop``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import abort
+from flask import g
+from flask import jsonify
+from flask import request
+
+from app.auth.admin import require_shop
+from app.contacts import queries
+from app.contacts.normalize import FieldError
+from app.contacts.rules import display_name
+from app.db import request_session
+from app.models import Contact
+from app.models import ContactEvent
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "email": contact.email,
+        "phone": contact.phone,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "name": display_name(contact.first_name, contact.last_name, contact.email),
+        "birthday": contact.birthday.isoformat() if contact.birthday else None,
+        "gender": contact.gender,
+        "country": contact.country,
+        "email_consent": contact.email_consent,
+        "sms_consent": contact.sms_consent,
+        "tags": list(contact.tags or []),
+        "source": contact.source,
+        "platform_customer_id": contact.platform_customer_id,
+        "sync_status": contact.sync_status,
+        "sync_detail": contact.sync_detail,
+        "created_at": contact.created_at.isoformat(),
+        "updated_at": contact.updated_at.isoformat(),
+    }
+
+
+def event_json(event: ContactEvent) -> dict[str, Any]:
+    return {"id": event.id, "kind": event.kind, "occurred_at": event.occurred_at.isoformat(), **event.data}
+
+
+def _field_error(error: FieldError) -> Any:
+    response = jsonify({"ok": False, "errors": {error.field: error.message}})
+    response.status_code = 422
+    return response
+
+
+@bp.get("/contacts")
+@require_shop
+def list_contacts() -> Any:
+    """The shop's contacts, most recently updated first; ``q`` searches, ``channel`` filters, keyset pages."""
+    try:
+        page = queries.list_contacts(
+            request_session(),
+            g.shop.id,
+            q=request.args.get("q"),
+            channel=request.args.get("channel") or None,
+            limit=queries.parse_limit(request.args.get("limit")),
+            cursor=request.args.get("cursor") or None,
+        )
+    except FieldError as error:
+        return _field_error(error)
+    return jsonify({"contacts": [contact_json(c) for c in page.contacts], "next_cursor": page.next_cursor})
+
+
+@bp.get("/contacts/<int:contact_id>")
+@require_shop
+def get_contact(contact_id: int) -> Any:
+    """One contact of the shop with its events, newest first; another shop's contact is 404."""
+    session = request_session()
+    contact = queries.get_contact(session, g.shop.id, contact_id)
+    if contact is None:
+        abort(404, description="no such contact")
+    body = contact_json(contact)
+    body["events"] = [event_json(e) for e in queries.contact_events(session, contact)]
+    return jsonify(body)

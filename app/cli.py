@@ -1,0 +1,228 @@
+"""The ``popsync`` command line: a Flask CLI group over ``create_app``. Thin: each command calls a service.
+
+Bad arguments and unreachable databases end in a one-line message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask import current_app
+from flask.cli import FlaskGroup
+from flask.cli import with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.config import ConfigError
+from app.contacts.normalize import FieldError
+from app.contacts.normalize import normalize_region
+from app.db import get_database
+from app.enums import Platform
+from app.shops import ShopError
+from app.shops import create_api_key
+from app.shops import find_shop
+from app.shops import register_shop
+from app.shops import shop_json
+
+
+def migrations_dir() -> Path:
+    """The Alembic folder: beside the package in a checkout, else in the working directory (the image)."""
+    beside_package = Path(__file__).resolve().parent.parent / "migrations"
+    return beside_package if beside_package.exists() else Path.cwd() / "migrations"
+
+
+def _create_app() -> Flask:
+    from app import create_app
+
+    return create_app()
+
+
+cli = FlaskGroup(
+    name="popsync",
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    help="popsync: popup forms and a contact list synced to Shopify and SHOPLINE customers.",
+)
+
+
+def main() -> None:
+    """The console script: run the group and turn every expected failure into one line on stderr."""
+    try:
+        result = cli.main(prog_name="popsync", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("popsync: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        click.echo(f"popsync: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (ConfigError, ShopError, FieldError) as error:
+        click.echo(f"popsync: {error}", err=True)
+        sys.exit(2)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        click.echo(f"popsync: database error: {reason}", err=True)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+# --- db ----------------------------------------------------------------------------------------------
+
+
+@click.group("db", help="The database schema.")
+def db_group() -> None:
+    pass
+
+
+def alembic_config(database_url: str) -> Any:
+    from alembic.config import Config
+
+    folder = migrations_dir()
+    if not (folder / "env.py").exists():
+        raise click.ClickException(f"migrations not found at {folder}; run popsync from its checkout")
+    config = Config()
+    config.set_main_option("script_location", str(folder))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade_database(app: Flask) -> None:
+    from alembic import command
+
+    database = get_database(app)
+    config = alembic_config(database.url)
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@db_group.command("upgrade", help="Create or upgrade the schema of DATABASE_URL to the latest migration.")
+@with_appcontext
+def db_upgrade() -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config["POPSYNC"].is_sqlite:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    upgrade_database(app)
+    click.echo("database is up to date")
+
+
+# --- shops -------------------------------------------------------------------------------------------
+
+
+@click.group("shops", help="Shops and their admin API keys.")
+def shops_group() -> None:
+    pass
+
+
+def _parse_iso(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "must be an ISO 8601 time, e.g. 2026-12-01T10:00:00Z", param_hint=name
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@shops_group.command(
+    "add", help="Register a shop with an Admin API token (running it again updates the token)."
+)
+@click.option("--platform", required=True, type=click.Choice([p.value for p in Platform]))
+@click.option("--domain", required=True, help="name.myshopify.com or handle.myshopline.com")
+@click.option("--token", required=True, help="the Admin API access token")
+@click.option("--refresh-token", default=None)
+@click.option("--expires-at", default=None, help="when the access token expires (ISO 8601)")
+@click.option("--region", default=None, help="ISO country code national phone numbers are read in, e.g. US")
+@with_appcontext
+def shops_add(
+    platform: str,
+    domain: str,
+    token: str,
+    refresh_token: str | None,
+    expires_at: str | None,
+    region: str | None,
+) -> None:
+    expires = _parse_iso(expires_at, "--expires-at")
+    try:
+        region_code = normalize_region(region, "--region") if region is not None else None
+    except FieldError as error:
+        raise click.BadParameter(error.message, param_hint="--region") from None
+    with get_database().write_transaction() as session:
+        shop = register_shop(
+            session,
+            current_app.extensions["popsync.keyring"],
+            platform=platform,
+            domain=domain,
+            token=token,
+            refresh_token=refresh_token,
+            expires_at=expires,
+            region=region_code,
+        )
+        body = shop_json(shop)
+    click.echo(json.dumps(body, indent=2))
+
+
+@shops_group.command("list", help="List the shops.")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@with_appcontext
+def shops_list(as_json: bool) -> None:
+    import sqlalchemy as sa
+
+    from app.models import Shop
+
+    with get_database().sessionmaker() as session:
+        shops = [shop_json(s) for s in session.scalars(sa.select(Shop).order_by(Shop.domain))]
+    if as_json:
+        click.echo(json.dumps(shops, indent=2))
+        return
+    if not shops:
+        click.echo("no shops yet: popsync shops add --platform … --domain … --token …")
+        return
+    for shop in shops:
+        state = "installed" if shop["installed"] else "uninstalled"
+        click.echo(f"{shop['domain']:<48} {shop['platform']:<9} {state:<12} region={shop['region'] or '-'}")
+
+
+@shops_group.command("api-key", help="Print a new admin API key (psk_…) for a shop.")
+@click.option("--domain", required=True)
+@with_appcontext
+def shops_api_key(domain: str) -> None:
+    with get_database().write_transaction() as session:
+        shop = find_shop(session, domain)
+        if shop is None:
+            raise click.ClickException(f"no shop {domain!r}; add it with popsync shops add")
+        key = create_api_key(session, shop)
+    click.echo(key)
+
+
+# --- serve -------------------------------------------------------------------------------------------
+
+
+@click.command("serve", help="Serve the app with gunicorn (and the background worker unless --no-worker).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=None, type=click.IntRange(1, 256), help="default: 2 x CPU cores + 1")
+@click.option("--no-worker", is_flag=True, help="do not start the background worker")
+@with_appcontext
+def serve(host: str, port: int, workers: int | None, no_worker: bool) -> None:
+    from app.server import run_server
+
+    run_server(
+        host=host, port=port, workers=workers or (2 * (os.cpu_count() or 1) + 1), with_worker=not no_worker
+    )
+
+
+# Commands hang on the group itself, not on app.cli, so ``popsync --help`` works before any setting is.
+cli.add_command(db_group)
+cli.add_command(shops_group)
+cli.add_command(serve)

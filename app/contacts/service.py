@@ -1,0 +1,447 @@
+"""The sync service: every way a contact arrives ends here, in one transaction per sync (or per batch).
+
+    lock the identifiers -> check suppressions -> load candidates -> rules.decide (pure) -> apply
+    -> contact event -> outbox row for the platform write -> commit
+
+``sync`` handles one record (a submission, an open, a click); ``sync_batch`` an import chunk, deciding the
+records in order with the same rules against candidates loaded in one query, so that a batch gives the
+same contacts as its records synced one after another (rule 10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from app.contacts import rules
+from app.contacts.rules import Action
+from app.contacts.rules import Candidate
+from app.contacts.rules import Collected
+from app.crypto import Keyring
+from app.db import Database
+from app.db import identifier_lock_key
+from app.db import lock_identifiers
+from app.db import utcnow
+from app.enums import EventKind
+from app.enums import OutboxKind
+from app.enums import OutboxStatus
+from app.enums import Source
+from app.enums import SyncStatus
+from app.models import Contact
+from app.models import ContactEvent
+from app.models import OutboxItem
+from app.models import Suppression
+
+SUPPRESSION_PURPOSE = "suppression"
+# The fields a platform write carries (rule 9); the display name (rule 7) is never among them.
+PLATFORM_FIELDS = (*rules.PROFILE_FIELDS, "email_consent", "sms_consent")
+EVENT_KIND_BY_SOURCE = {
+    Source.FORM: EventKind.SUBMITTED,
+    Source.OPEN: EventKind.OPENED,
+    Source.CLICK: EventKind.CLICKED,
+    Source.IMPORT: EventKind.IMPORTED,
+    Source.PLATFORM: EventKind.MIRRORED,
+    Source.MERCHANT: EventKind.EDITED,
+}
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    action: Action
+    reason: str
+    contact_id: int | None = None
+    changed: tuple[str, ...] = ()
+
+
+@dataclass
+class _Batch:
+    """The contacts a batch may touch, indexed by identifier, as the batch changes them."""
+
+    contacts: dict[int, Contact] = field(default_factory=dict)
+    by_email: dict[str, set[int]] = field(default_factory=dict)
+    by_phone: dict[str, set[int]] = field(default_factory=dict)
+
+    def add(self, contact: Contact) -> None:
+        self.contacts[contact.id] = contact
+        if contact.email:
+            self.by_email.setdefault(contact.email, set()).add(contact.id)
+        if contact.phone:
+            self.by_phone.setdefault(contact.phone, set()).add(contact.id)
+
+    def candidates(self, collected: Collected) -> list[Candidate]:
+        ids: set[int] = set()
+        if collected.email:
+            ids |= self.by_email.get(collected.email, set())
+        if collected.phone:
+            ids |= self.by_phone.get(collected.phone, set())
+        return [candidate_of(self.contacts[i]) for i in ids]
+
+
+def candidate_of(contact: Contact) -> Candidate:
+    return Candidate(
+        id=contact.id,
+        updated_at=contact.updated_at,
+        email=contact.email,
+        phone=contact.phone,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        birthday=contact.birthday,
+        gender=contact.gender,
+        country=contact.country,
+        email_consent=contact.email_consent,
+        sms_consent=contact.sms_consent,
+        tags=tuple(contact.tags or ()),
+    )
+
+
+class ContactService:
+    """The imperative shell around ``rules.decide``; owns the transaction, the locks and the outbox."""
+
+    def __init__(self, db: Database, keyring: Keyring, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.clock = clock
+
+    def sync(
+        self,
+        shop_id: int,
+        collected: Collected,
+        *,
+        source: Source,
+        evidence: Mapping[str, Any] | None = None,
+        write_platform: bool | None = None,
+        link_customer_id: str | None = None,
+    ) -> SyncResult:
+        """Sync one record by the rules, in one transaction, and return what happened.
+
+        ``write_platform`` defaults to rule 9: submissions, opens and clicks write the platform customer;
+        imports only when the merchant asked; platform changes never. ``link_customer_id`` links the contact
+        to a platform customer whose email and phone were the identifiers (rule 1's second half).
+        """
+        return self.sync_batch(
+            shop_id,
+            [collected],
+            source=source,
+            evidence=[evidence or {}],
+            write_platform=write_platform,
+            link_customer_id=link_customer_id,
+        )[0]
+
+    def sync_batch(
+        self,
+        shop_id: int,
+        records: Sequence[Collected],
+        *,
+        source: Source,
+        evidence: Sequence[Mapping[str, Any]] | None = None,
+        write_platform: bool | None = None,
+        link_customer_id: str | None = None,
+    ) -> list[SyncResult]:
+        """Sync records in order, in one transaction: the same result as syncing them one by one."""
+        if write_platform is None:
+            write_platform = source in (Source.FORM, Source.OPEN, Source.CLICK)
+        if source is Source.PLATFORM:
+            write_platform = False
+        evidence = evidence or [{} for _ in records]
+        with self.db.write_transaction() as session:
+            return self._sync_records(
+                session, shop_id, records, source, evidence, write_platform, link_customer_id
+            )
+
+    def _sync_records(
+        self,
+        session: Session,
+        shop_id: int,
+        records: Sequence[Collected],
+        source: Source,
+        evidence: Sequence[Mapping[str, Any]],
+        write_platform: bool,
+        link_customer_id: str | None,
+    ) -> list[SyncResult]:
+        emails = {r.email for r in records if r.email}
+        phones = {r.phone for r in records if r.phone}
+        lock_identifiers(
+            session,
+            [identifier_lock_key(shop_id, "email", e) for e in emails]
+            + [identifier_lock_key(shop_id, "phone", p) for p in phones],
+        )
+        suppressed = self._suppressed_identifiers(
+            session, shop_id, emails, phones, lift=source is Source.FORM
+        )
+        batch = _Batch()
+        for contact in _load_candidates(session, shop_id, emails, phones):
+            batch.add(contact)
+
+        started = self.clock()
+        results: list[SyncResult] = []
+        pushes: set[int] = set()
+        for index, collected in enumerate(records):
+            # Each record of a batch is a little later than the one before: rule 5's "most recently
+            # updated" then orders the contacts a batch touches as if they had been synced one by one.
+            now = started + timedelta(microseconds=index)
+            if suppressed & {("email", collected.email), ("phone", collected.phone)}:
+                results.append(SyncResult(Action.SKIP, "an erased person's identifier (rule 11)"))
+                continue
+            decision = rules.decide(collected, batch.candidates(collected))
+            if decision.action is Action.SKIP:
+                results.append(SyncResult(decision.action, decision.reason))
+                continue
+            if decision.action is Action.IDENTIFY:
+                session.add(_identify_job(shop_id, collected, source, evidence[index], write_platform))
+                results.append(SyncResult(decision.action, decision.reason))
+                continue
+            contact = self._apply(session, shop_id, batch, decision, source, now)
+            if link_customer_id and not contact.platform_customer_id:
+                contact.platform_customer_id = link_customer_id
+            touched = [contact, *(batch.contacts[i] for i, _ in decision.unsubscribe_others)]
+            for other_id, channel in decision.unsubscribe_others:
+                session.add(
+                    ContactEvent(
+                        shop_id=shop_id,
+                        contact_id=other_id,
+                        kind=EventKind.UNSUBSCRIBED,
+                        occurred_at=now,
+                        data={
+                            "channel": channel,
+                            "source": str(source),
+                            "because": "identifier unsubscribed",
+                        },
+                    )
+                )
+            session.add(
+                ContactEvent(
+                    shop_id=shop_id,
+                    contact_id=contact.id,
+                    kind=EVENT_KIND_BY_SOURCE[source],
+                    occurred_at=now,
+                    data={
+                        "action": _event_action(decision),
+                        "changed": sorted(decision.changes),
+                        "reason": decision.reason,
+                        **evidence[index],
+                    },
+                )
+            )
+            for touched_contact in touched:
+                if write_platform and _mark_for_platform(touched_contact, decision, contact):
+                    pushes.add(touched_contact.id)
+            results.append(
+                SyncResult(decision.action, decision.reason, contact.id, tuple(sorted(decision.changes)))
+            )
+
+        _enqueue_pushes(session, shop_id, sorted(pushes), started)
+        return results
+
+    def _apply(
+        self,
+        session: Session,
+        shop_id: int,
+        batch: _Batch,
+        decision: rules.Decision,
+        source: Source,
+        now: datetime,
+    ) -> Contact:
+        if decision.action is Action.CREATE:
+            contact = Contact(
+                shop_id=shop_id,
+                source=str(source),
+                created_at=now,
+                updated_at=now,
+                tags=[],
+                pending_fields=[],
+                pending_tags=[],
+                sync_status=SyncStatus.SYNCED if source is Source.PLATFORM else SyncStatus.LOCAL,
+            )
+            session.add(contact)
+            _set_values(contact, decision.changes, source, now)
+            session.flush()  # the id: events, later records of the batch and rule 5's tie-break need it
+            batch.add(contact)
+        else:
+            assert decision.target_id is not None
+            contact = batch.contacts[decision.target_id]
+            if decision.changes:
+                _set_values(contact, decision.changes, source, now)
+                batch.add(contact)  # it may have gained an identifier
+        for other_id, channel in decision.unsubscribe_others:
+            # The other holders' consent changes but their updated_at does not: the contact this record
+            # landed on stays the most recently updated one (rule 5), so the same record applied again
+            # lands on it again and changes nothing.
+            other = batch.contacts[other_id]
+            _set_values(other, {rules.CONSENT_FIELDS[channel]: "unsubscribed"}, source, now, touch=False)
+        return contact
+
+    def _suppressed_identifiers(
+        self, session: Session, shop_id: int, emails: set[str], phones: set[str], *, lift: bool
+    ) -> set[tuple[str, str]]:
+        """Which identifiers are on the shop's erasure list; a new submission lifts its own (rule 11)."""
+        if not emails and not phones:
+            return set()
+        by_digest: dict[str, tuple[str, str]] = {}
+        for kind, values in (("email", emails), ("phone", phones)):
+            for value in values:
+                for digest in self.keyring.digests(SUPPRESSION_PURPOSE, f"{kind}:{value}"):
+                    by_digest[digest] = (kind, value)
+        rows = session.execute(
+            sa.select(Suppression.id, Suppression.digest).where(
+                Suppression.shop_id == shop_id, Suppression.digest.in_(by_digest)
+            )
+        ).all()
+        if lift and rows:
+            session.execute(sa.delete(Suppression).where(Suppression.id.in_([row.id for row in rows])))
+            return set()
+        return {by_digest[row.digest] for row in rows}
+
+    def suppress(self, session: Session, shop_id: int, kind: str, value: str) -> None:
+        """Put an identifier on the shop's erasure list as a keyed hash (rule 11)."""
+        digest = self.keyring.digest(SUPPRESSION_PURPOSE, f"{kind}:{value}")
+        exists = session.scalar(
+            sa.select(Suppression.id).where(
+                Suppression.shop_id == shop_id, Suppression.kind == kind, Suppression.digest == digest
+            )
+        )
+        if exists is None:
+            session.add(Suppression(shop_id=shop_id, kind=kind, digest=digest))
+
+
+def _load_candidates(session: Session, shop_id: int, emails: set[str], phones: set[str]) -> list[Contact]:
+    conditions = []
+    if emails:
+        conditions.append(Contact.email.in_(sorted(emails)))
+    if phones:
+        conditions.append(Contact.phone.in_(sorted(phones)))
+    if not conditions:
+        return []
+    # FOR UPDATE: a sync holding other identifiers may be updating the same contact (say, one that has
+    # both our email and their phone); wait for it and read what it committed. SQLite has no row locks
+    # and needs none: BEGIN IMMEDIATE already serialises writers.
+    statement = (
+        sa.select(Contact)
+        .where(Contact.shop_id == shop_id, sa.or_(*conditions))
+        .order_by(Contact.id)
+        .with_for_update()
+    )
+    return list(session.scalars(statement))
+
+
+def _set_values(
+    contact: Contact, changes: Mapping[str, Any], source: Source, now: datetime, *, touch: bool = True
+) -> None:
+    for name, value in changes.items():
+        setattr(contact, name, list(value) if name == "tags" else value)
+        if name in ("email_consent", "sms_consent"):
+            setattr(contact, f"{name}_at", now)
+            setattr(contact, f"{name}_source", str(source))
+    if changes and touch:
+        contact.updated_at = now
+
+
+def _mark_for_platform(contact: Contact, decision: rules.Decision, target: Contact) -> bool:
+    """Record what the platform write must carry; True when the contact needs a push (rule 9)."""
+    if contact is target:
+        changed = [f for f in PLATFORM_FIELDS if f in decision.changes]
+        added_tags = [t for t in decision.changes.get("tags", ()) if t not in (contact.pending_tags or [])]
+        if contact.sync_status == SyncStatus.LOCAL:
+            # Never written to the platform (an import kept in popsync): it all goes now.
+            changed = [f for f in PLATFORM_FIELDS if _has_value(contact, f)]
+            added_tags = list(contact.tags or [])
+    else:
+        changed = [
+            f for f in ("email_consent", "sms_consent") if f in _unsubscribed_fields(decision, contact)
+        ]
+        added_tags = []
+    if not changed and not added_tags:
+        return False
+    contact.pending_fields = sorted({*(contact.pending_fields or []), *changed})
+    contact.pending_tags = list(dict.fromkeys([*(contact.pending_tags or []), *added_tags]))
+    contact.sync_status = SyncStatus.PENDING
+    return True
+
+
+def _unsubscribed_fields(decision: rules.Decision, contact: Contact) -> set[str]:
+    return {
+        rules.CONSENT_FIELDS[channel] for cid, channel in decision.unsubscribe_others if cid == contact.id
+    }
+
+
+def _has_value(contact: Contact, name: str) -> bool:
+    value = getattr(contact, name)
+    if name.endswith("_consent"):
+        return value in ("subscribed", "unsubscribed")
+    return value is not None
+
+
+def _event_action(decision: rules.Decision) -> str:
+    if decision.action is Action.CREATE:
+        return "created"
+    return "updated" if decision.changes else "unchanged"
+
+
+def _enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: datetime) -> None:
+    """One waiting push per contact: a later sync joins the waiting row instead of adding another."""
+    if not contact_ids:
+        return
+    rows = [
+        {
+            "shop_id": shop_id,
+            "contact_id": contact_id,
+            "kind": OutboxKind.PUSH_CONTACT.value,
+            "payload": {},
+            "status": OutboxStatus.PENDING.value,
+            "priority": 100,
+            "attempts": 0,
+            "due_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for contact_id in contact_ids
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    where = sa.text("status = 'pending' AND kind = 'push_contact'")
+    session.execute(
+        insert(OutboxItem).on_conflict_do_nothing(index_elements=["contact_id"], index_where=where), rows
+    )
+
+
+def _identify_job(
+    shop_id: int, collected: Collected, source: Source, evidence: Mapping[str, Any], write_platform: bool
+) -> OutboxItem:
+    """Rule 1: the worker fetches the logged-in customer, then syncs with its email and phone."""
+    values = {
+        name: getattr(collected, name).isoformat() if name == "birthday" else getattr(collected, name)
+        for name in ("first_name", "last_name", "birthday", "gender", "country")
+        if getattr(collected, name) is not None
+    }
+    return OutboxItem(
+        shop_id=shop_id,
+        kind=OutboxKind.IDENTIFY_CUSTOMER,
+        priority=50,
+        payload={
+            "customer_id": collected.customer_id,
+            "values": values,
+            "tags": list(collected.tags),
+            "source": str(source),
+            "evidence": dict(evidence),
+            "write_platform": write_platform,
+        },
+    )
+
+
+def init_app(app: Any, service: ContactService) -> None:
+    app.extensions["popsync.contacts"] = service
+
+
+def get_service() -> ContactService:
+    return current_app.extensions["popsync.contacts"]

@@ -1,0 +1,173 @@
+"""The database: declarative base, engine and sessions, and the few places SQLite and PostgreSQL differ.
+
+SQLite (WAL) is the embedded default, PostgreSQL is production. Where they differ, this module is the one
+place that says so:
+
+- write transactions: PostgreSQL takes transaction-scoped advisory locks on the identifiers a sync touches
+  (``lock_identifiers``); SQLite has one writer at a time, so a write transaction starts with
+  ``BEGIN IMMEDIATE`` and holds the database's write lock from its first statement.
+- JSON columns are JSONB on PostgreSQL and JSON text on SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask import g
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# A JSON document: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on both databases (SQLite stores it naive; we re-attach UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_db_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """An engine with popsync's connection settings for either database."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and cannot do BEGIN IMMEDIATE or nest savepoints
+    # reliably; switch it off and emit BEGIN ourselves (the recipe in SQLAlchemy's SQLite docs).
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """The engine and session factory of one app; ``app.extensions['popsync.db']``."""
+
+    def __init__(self, url: str, engine: sa.Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or create_db_engine(url)
+        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def bind_to(self, connection: sa.Connection) -> None:
+        """Run every session on ``connection`` inside savepoints (tests roll the outer transaction back)."""
+        self.sessionmaker = sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Session]:
+        """A session in a fresh transaction that may write; commits on success, rolls back on error.
+
+        On SQLite the transaction takes the write lock at once (``BEGIN IMMEDIATE``): a deferred transaction
+        that reads and then writes can fail with "database is locked" instead of waiting its turn.
+        """
+        with self.sessionmaker() as session, session.begin():
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            yield session
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+
+def identifier_lock_key(shop_id: int, kind: str, value: str) -> int:
+    """A signed 64-bit key for PostgreSQL's advisory locks, stable across processes."""
+    digest = hashlib.blake2b(f"{shop_id}\x00{kind}\x00{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_identifiers(session: Session, keys: Iterable[int]) -> None:
+    """Serialise the transactions that touch the same identifiers, until this transaction ends.
+
+    PostgreSQL: advisory locks taken in ascending key order, so two transactions wanting overlapping sets
+    never wait on each other in a cycle. SQLite: nothing to do, ``BEGIN IMMEDIATE`` already holds the only
+    write lock there is.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def init_app(app: Flask, database: Database) -> None:
+    app.extensions["popsync.db"] = database
+
+    @app.teardown_appcontext
+    def close_request_session(_exc: BaseException | None) -> None:
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+
+def get_database(app: Flask | None = None) -> Database:
+    from flask import current_app
+
+    return (app or current_app).extensions["popsync.db"]
+
+
+def request_session() -> Session:
+    """The request's read session (closed when the request ends). Writes go through the services."""
+    if "db_session" not in g:
+        g.db_session = get_database().sessionmaker()
+    return g.db_session

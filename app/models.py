@@ -1,0 +1,196 @@
+"""Tables only. Behaviour lives in the services (``app/contacts/service.py`` and friends).
+
+Every schema change here is an Alembic migration in ``migrations/versions``; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from app.db import Base
+from app.db import JSONDocument
+from app.db import UTCDateTime
+from app.db import utcnow
+from app.enums import Consent
+from app.enums import OutboxStatus
+from app.enums import SyncStatus
+
+# BIGINT ids on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY (which is 64-bit anyway).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Shop(Base):
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(sa.String(16))
+    domain: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    # ISO 3166-1 alpha-2 region in which national phone numbers are read; None: numbers need a country code.
+    region: Mapped[str | None] = mapped_column(sa.String(2))
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    # Platform tokens, sealed with app.crypto (never stored or logged in the clear).
+    access_token: Mapped[str | None] = mapped_column(sa.Text)
+    access_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refresh_token: Mapped[str | None] = mapped_column(sa.Text)
+    refresh_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scopes: Mapped[str | None] = mapped_column(sa.String(1024))
+    needs_reauth: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    domains: Mapped[list[ShopDomain]] = relationship(
+        back_populates="shop", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def installed(self) -> bool:
+        return self.uninstalled_at is None
+
+
+class ShopDomain(Base):
+    """A storefront origin of a shop (platform domain, primary and alias domains): CORS allows these."""
+
+    __tablename__ = "shop_domains"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    origin: Mapped[str] = mapped_column(sa.String(255), unique=True)
+
+    shop: Mapped[Shop] = relationship(back_populates="domains")
+
+
+class ApiKey(Base):
+    """A shop's admin API key (``psk_…``); only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The first characters, so a merchant can tell keys apart without the key.
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        sa.Index("ix_contacts_shop_id_email", "shop_id", "email"),
+        sa.Index("ix_contacts_shop_id_phone", "shop_id", "phone"),
+        sa.Index("ix_contacts_shop_id_platform_customer_id", "shop_id", "platform_customer_id"),
+        # The list's order: most recently updated first, id breaking ties (keyset pagination).
+        sa.Index("ix_contacts_shop_id_updated_at_id", "shop_id", "updated_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    phone: Mapped[str | None] = mapped_column(sa.String(20))
+    first_name: Mapped[str | None] = mapped_column(sa.String(255))
+    last_name: Mapped[str | None] = mapped_column(sa.String(255))
+    birthday: Mapped[date | None] = mapped_column(sa.Date)
+    gender: Mapped[str | None] = mapped_column(sa.String(16))
+    country: Mapped[str | None] = mapped_column(sa.String(2))
+    email_consent: Mapped[str] = mapped_column(sa.String(16), default=Consent.NOT_SUBSCRIBED)
+    email_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email_consent_source: Mapped[str | None] = mapped_column(sa.String(16))
+    sms_consent: Mapped[str] = mapped_column(sa.String(16), default=Consent.NOT_SUBSCRIBED)
+    sms_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sms_consent_source: Mapped[str | None] = mapped_column(sa.String(16))
+    tags: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    source: Mapped[str] = mapped_column(sa.String(16))
+    platform_customer_id: Mapped[str | None] = mapped_column(sa.String(128))
+    # The platform's updatedAt of the last change applied from it or written to it (echo detection).
+    platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sync_status: Mapped[str] = mapped_column(sa.String(16), default=SyncStatus.LOCAL)
+    sync_detail: Mapped[str | None] = mapped_column(sa.Text)
+    # Fields that syncs changed and that are not yet written to the platform customer (rule 9).
+    pending_fields: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    # Tags that syncs added and that are not yet on the platform customer (added there, never replacing).
+    pending_tags: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Moves only when the contact's own fields change, not its sync bookkeeping.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    events: Mapped[list[ContactEvent]] = relationship(
+        back_populates="contact",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="desc(ContactEvent.occurred_at), desc(ContactEvent.id)",
+    )
+
+
+class ContactEvent(Base):
+    __tablename__ = "contact_events"
+    __table_args__ = (
+        sa.Index("ix_contact_events_contact_id_occurred_at", "contact_id", "occurred_at"),
+        sa.Index("ix_contact_events_shop_id_kind_occurred_at", "shop_id", "kind", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contacts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What happened: the action, the fields changed, and for submissions the consent evidence.
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+    contact: Mapped[Contact] = relationship(back_populates="events")
+
+
+class OutboxItem(Base):
+    """A platform write (or other background job) committed with the change that caused it."""
+
+    __tablename__ = "outbox_items"
+    __table_args__ = (
+        sa.Index("ix_outbox_items_status_due_at", "status", "due_at"),
+        sa.Index("ix_outbox_items_shop_id_status", "shop_id", "status"),
+        # At most one waiting push per contact: later syncs join it, and the worker writes once.
+        sa.Index(
+            "uq_outbox_items_pending_push",
+            "contact_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'pending' AND kind = 'push_contact'"),
+            sqlite_where=sa.text("status = 'pending' AND kind = 'push_contact'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16), default=OutboxStatus.PENDING)
+    # Lower runs first: uninstall, erasure and webhook work go ahead of bulk pushes.
+    priority: Mapped[int] = mapped_column(sa.SmallInteger, default=100)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Suppression(Base):
+    """An erased person's identifier, kept only as a keyed hash (rule 11)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (sa.UniqueConstraint("shop_id", "kind", "digest"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
