@@ -194,3 +194,16 @@ class Suppression(Base):
     kind: Mapped[str] = mapped_column(sa.String(8))
     digest: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PlatformBudget(Base):
+    """A shop's platform rate budget as a leaky bucket, shared by every worker process (rule: the
+    platform's limit is per app and store, so per-process counters would multiply with the workers)."""
+
+    __tablename__ = "platform_budgets"
+
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+    capacity: Mapped[float] = mapped_column(sa.Float)
+    available: Mapped[float] = mapped_column(sa.Float)
+    restore_rate: Mapped[float] = mapped_column(sa.Float)  # units per second
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
