@@ -42,6 +42,9 @@ class Shop(Base):
     refresh_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     scopes: Mapped[str | None] = mapped_column(sa.String(1024))
     needs_reauth: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # What a platform client remembers about the shop between pushes (e.g. the birthday metafield
+    # definition was enabled); never tokens.
+    platform_state: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
