@@ -169,6 +169,10 @@ def shops_add(
             region=region_code,
         )
         body = shop_json(shop)
+    from app.jobs import requeue_failed
+
+    # A restored token: the writes that failed while it was missing or revoked go out again.
+    requeue_failed(get_database(), body["id"])
     click.echo(json.dumps(body, indent=2))
 
 
@@ -205,6 +209,46 @@ def shops_api_key(domain: str) -> None:
     click.echo(key)
 
 
+# --- worker ------------------------------------------------------------------------------------------
+
+
+def build_worker(app: Flask) -> Any:
+    from app.jobs import Worker
+
+    return Worker(
+        get_database(app),
+        app.config["POPSYNC"],
+        app.extensions["popsync.keyring"],
+        app.extensions["popsync.contacts"],
+    )
+
+
+@click.command("worker", help="Run background jobs: platform writes and imports.")
+@click.option("--until-idle", is_flag=True, help="exit 0 once nothing is due")
+@with_appcontext
+def worker(until_idle: bool) -> None:
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    processed = build_worker(current_app._get_current_object()).run(until_idle=until_idle, stop=stop)  # type: ignore[attr-defined]
+    if until_idle:
+        click.echo(f"{processed} jobs done; nothing is due")
+
+
+# --- demo --------------------------------------------------------------------------------------------
+
+
+@click.command("demo", help="The embedded default: SQLite, the built-in development store, a demo shop.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def demo(port: int) -> None:
+    from app.server import run_demo_server
+
+    run_demo_server(port)
+
+
 # --- serve -------------------------------------------------------------------------------------------
 
 
@@ -226,3 +270,9 @@ def serve(host: str, port: int, workers: int | None, no_worker: bool) -> None:
 cli.add_command(db_group)
 cli.add_command(shops_group)
 cli.add_command(serve)
+cli.add_command(worker)
+cli.add_command(demo)
+
+
+if __name__ == "__main__":
+    main()

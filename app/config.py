@@ -65,6 +65,8 @@ class Settings:
     shop_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(1200, 60))
     proxy_count: int = 0
     sync_give_up_after: int = 3600
+    platform_timeout: float = 10.0
+    worker_poll_interval: float = 0.5
     instance_path: str = ""
 
     @property
@@ -120,6 +122,10 @@ class Settings:
             shop_rate_limit=parse_rate_limit("SHOP_RATE_LIMIT", env.get("SHOP_RATE_LIMIT", "1200/minute")),
             proxy_count=_non_negative_int("PROXY_COUNT", env.get("PROXY_COUNT", "0")),
             sync_give_up_after=_non_negative_int("SYNC_GIVE_UP_AFTER", env.get("SYNC_GIVE_UP_AFTER", "3600")),
+            platform_timeout=_positive_float("PLATFORM_TIMEOUT", env.get("PLATFORM_TIMEOUT", "10")),
+            worker_poll_interval=_positive_float(
+                "WORKER_POLL_INTERVAL", env.get("WORKER_POLL_INTERVAL", "0.5")
+            ),
             instance_path=instance_path,
         )
 
@@ -131,6 +137,16 @@ def _non_negative_int(name: str, value: str) -> int:
         raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
     if number < 0:
         raise ConfigError(f"{name} must not be negative")
+    return number
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be more than 0")
     return number
 
 

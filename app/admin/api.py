@@ -14,6 +14,7 @@ from app.auth.admin import require_shop
 from app.contacts import queries
 from app.contacts.normalize import FieldError
 from app.contacts.rules import display_name
+from app.db import get_database
 from app.db import request_session
 from app.models import Contact
 from app.models import ContactEvent
@@ -83,3 +84,27 @@ def get_contact(contact_id: int) -> Any:
     body = contact_json(contact)
     body["events"] = [event_json(e) for e in queries.contact_events(session, contact)]
     return jsonify(body)
+
+
+@bp.post("/contacts/<int:contact_id>/retry-sync")
+@require_shop
+def retry_contact_sync(contact_id: int) -> Any:
+    """Queue this contact's platform write again (a failed or conflicting one): 202."""
+    from app.jobs import requeue_failed
+
+    if queries.get_contact(request_session(), g.shop.id, contact_id) is None:
+        abort(404, description="no such contact")
+    request_session().close()
+    queued = requeue_failed(get_database(), g.shop.id, [contact_id])
+    return jsonify({"ok": True, "queued": queued}), 202
+
+
+@bp.post("/contacts/retry-sync")
+@require_shop
+def retry_all_sync() -> Any:
+    """Queue every failed platform write of the shop again: 202."""
+    from app.jobs import requeue_failed
+
+    shop_id = g.shop.id
+    request_session().close()
+    return jsonify({"ok": True, "queued": requeue_failed(get_database(), shop_id)}), 202

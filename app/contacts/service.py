@@ -241,7 +241,7 @@ class ContactService:
                 SyncResult(decision.action, decision.reason, contact.id, tuple(sorted(decision.changes)))
             )
 
-        _enqueue_pushes(session, shop_id, sorted(pushes), started)
+        enqueue_pushes(session, shop_id, sorted(pushes), started)
         return results
 
     def _apply(
@@ -388,7 +388,7 @@ def _event_action(decision: rules.Decision) -> str:
     return "updated" if decision.changes else "unchanged"
 
 
-def _enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: datetime) -> None:
+def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: datetime) -> None:
     """One waiting push per contact: a later sync joins the waiting row instead of adding another."""
     if not contact_ids:
         return

@@ -1,0 +1,518 @@
+"""The outbox worker: claims due rows, writes to the platforms, retries with back-off, dead-letters.
+
+Many workers can run side by side on PostgreSQL: a row is claimed with ``FOR UPDATE SKIP LOCKED`` and
+leased; a row whose worker died is reclaimed when its lease runs out. Claims go round the shops one row at
+a time, so one shop's backlog never starves the others; a shop whose rate budget is spent is skipped, not
+slept on. A contact is never pushed by two workers at once.
+
+A push holds no transaction while it talks to the platform: it reads a snapshot of the contact, calls the
+platform, then records the outcome in a short transaction that clears only what it wrote (a sync that
+changed the contact meanwhile leaves its own fields pending for the next push).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.contacts.normalize import FieldError
+from app.contacts.normalize import normalize_email
+from app.contacts.rules import Collected
+from app.contacts.service import PLATFORM_FIELDS
+from app.contacts.service import ContactService
+from app.contacts.service import enqueue_pushes
+from app.crypto import Keyring
+from app.db import Database
+from app.db import utcnow
+from app.enums import OutboxKind
+from app.enums import OutboxStatus
+from app.enums import Platform
+from app.enums import Source
+from app.enums import SyncStatus
+from app.models import Contact
+from app.models import OutboxItem
+from app.models import Shop
+from app.platforms import client_for
+from app.platforms.base import AuthFailed
+from app.platforms.base import FailedForGood
+from app.platforms.base import PlatformClient
+from app.platforms.base import PushOutcome
+from app.platforms.base import PushResult
+from app.platforms.base import RetryLater
+from app.platforms.budget import RateBudget
+from app.platforms.push import ContactSnapshot
+from app.platforms.push import push_contact
+
+log = logging.getLogger("popsync.worker")
+
+LEASE = timedelta(minutes=2)
+BASE_BACKOFF = 1.0  # seconds before the first retry; doubles each attempt, with jitter
+MAX_BACKOFF = 300.0
+# A push costs about this much of the shop's budget (Shopify points, SHOPLINE requests); a shop whose
+# bucket cannot hold it is skipped this round rather than started and interrupted half-way.
+PUSH_COST = {Platform.SHOPIFY: 40.0, Platform.SHOPLINE: 4.0}
+
+ClientFactory = Callable[[Shop], PlatformClient]
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    shop_id: int
+    contact_id: int | None
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    first_failed_at: datetime | None
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        keyring: Keyring,
+        contacts: ContactService,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        client_factory: ClientFactory | None = None,
+        base_backoff: float = BASE_BACKOFF,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.keyring = keyring
+        self.contacts = contacts
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 (jitter, not security)
+        self.budget = RateBudget(db, clock)
+        self.base_backoff = base_backoff
+        self._session = requests.Session()
+        self.client_factory = client_factory or self._default_client
+
+    def _default_client(self, shop: Shop) -> PlatformClient:
+        return client_for(
+            shop, settings=self.settings, keyring=self.keyring, budget=self.budget, session=self._session
+        )
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def run(self, *, until_idle: bool = False, stop: threading.Event | None = None) -> int:
+        """Work until stopped (or, with ``until_idle``, until nothing is due); returns rows processed."""
+        stop = stop or threading.Event()
+        processed = 0
+        while not stop.is_set():
+            done = self.run_once()
+            processed += done
+            if done:
+                continue
+            if until_idle:
+                return processed
+            stop.wait(self.settings.worker_poll_interval)
+        return processed
+
+    def drain(self, timeout: float = 60.0) -> int:
+        """Work until no row is pending or running at all, waiting out back-offs (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        processed = 0
+        while time.monotonic() < deadline:
+            done = self.run_once()
+            processed += done
+            if done:
+                continue
+            wait = self.seconds_until_due()
+            if wait is None:
+                return processed
+            time.sleep(min(max(wait, 0.01), 0.5))
+        raise TimeoutError(f"outbox not drained in {timeout} s")
+
+    def run_once(self, shops: int = 20) -> int:
+        """One round: reclaim expired leases, claim up to one due row per shop, process them."""
+        self.reclaim_expired()
+        claims = self.claim(shops)
+        for claim in claims:
+            self.process(claim)
+        return len(claims)
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until the next pending or leased row is due; None when the outbox is empty."""
+        with self.db.sessionmaker() as session:
+            pending = session.scalar(
+                sa.select(sa.func.min(OutboxItem.due_at)).where(OutboxItem.status == OutboxStatus.PENDING)
+            )
+            leased = session.scalar(
+                sa.select(sa.func.min(OutboxItem.leased_until)).where(
+                    OutboxItem.status == OutboxStatus.RUNNING
+                )
+            )
+        moments = [m for m in (pending, leased) if m is not None]
+        if not moments:
+            return None
+        return max(0.0, (min(moments) - self.clock()).total_seconds())
+
+    # --- claiming ------------------------------------------------------------------------------------
+
+    def reclaim_expired(self) -> int:
+        """Rows leased by a worker that died go back to pending (they are re-run, looking before creating)."""
+        now = self.clock()
+        with self.db.write_transaction() as session:
+            expired = session.scalars(
+                sa.select(OutboxItem)
+                .where(OutboxItem.status == OutboxStatus.RUNNING, OutboxItem.leased_until < now)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in expired:
+                _return_to_pending(session, row, due_at=now)
+            if expired:
+                log.warning("reclaimed %d rows whose worker stopped", len(expired))
+            return len(expired)
+
+    def claim(self, shops: int) -> list[Claim]:
+        now = self.clock()
+        with self.db.sessionmaker() as session:
+            due_shops = session.execute(
+                sa.select(OutboxItem.shop_id, Shop.platform)
+                .join(Shop, Shop.id == OutboxItem.shop_id)
+                .where(OutboxItem.status == OutboxStatus.PENDING, OutboxItem.due_at <= now)
+                .group_by(OutboxItem.shop_id, Shop.platform)
+                .order_by(sa.func.min(OutboxItem.priority), sa.func.min(OutboxItem.due_at))
+                .limit(shops)
+            ).all()
+        claims = []
+        for shop_id, platform in due_shops:
+            if self.budget.wait_for(shop_id, PUSH_COST.get(Platform(platform), 1.0)) > 0:
+                continue  # throttled: skip the shop this round, serve the others
+            claim = self._claim_one(shop_id, now)
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    def _claim_one(self, shop_id: int, now: datetime) -> Claim | None:
+        running = sa.orm.aliased(OutboxItem)
+        busy_contact = (
+            sa.select(running.id)
+            .where(running.contact_id == OutboxItem.contact_id, running.status == OutboxStatus.RUNNING)
+            .exists()
+        )
+        with self.db.write_transaction() as session:
+            row = session.scalars(
+                sa.select(OutboxItem)
+                .where(
+                    OutboxItem.shop_id == shop_id,
+                    OutboxItem.status == OutboxStatus.PENDING,
+                    OutboxItem.due_at <= now,
+                    sa.or_(OutboxItem.contact_id.is_(None), ~busy_contact),
+                )
+                .order_by(OutboxItem.priority, OutboxItem.due_at, OutboxItem.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            row.status = OutboxStatus.RUNNING
+            row.leased_until = now + LEASE
+            row.attempts += 1
+            return Claim(
+                row.id,
+                row.shop_id,
+                row.contact_id,
+                row.kind,
+                dict(row.payload),
+                row.attempts,
+                row.first_failed_at,
+            )
+
+    # --- processing ----------------------------------------------------------------------------------
+
+    def process(self, claim: Claim) -> None:
+        try:
+            if claim.kind == OutboxKind.PUSH_CONTACT:
+                self._push(claim)
+            elif claim.kind == OutboxKind.IDENTIFY_CUSTOMER:
+                self._identify(claim)
+            else:
+                self._finish(claim, OutboxStatus.DEAD, error=f"unknown job kind {claim.kind!r}")
+        except Exception:
+            # A bug, not the platform: keep the row (it is retried and, past the give-up time, dead-lettered).
+            log.exception("outbox row %s failed unexpectedly", claim.id)
+            self._after_failure(
+                claim, RetryLater("internal error", self._backoff(claim.attempts)), contact_id=None
+            )
+
+    def _load(self, claim: Claim) -> tuple[Shop | None, Contact | None]:
+        with self.db.sessionmaker() as session:
+            shop = session.get(Shop, claim.shop_id)
+            contact = session.get(Contact, claim.contact_id) if claim.contact_id else None
+            return shop, contact
+
+    def _push(self, claim: Claim) -> None:
+        shop, contact = self._load(claim)
+        if contact is None:
+            self._finish(claim, OutboxStatus.DONE)  # deleted meanwhile: the platform customer is left alone
+            return
+        if shop is None or not shop.installed:
+            self._finish(claim, OutboxStatus.DEAD, error="the store uninstalled popsync")
+            return
+        snapshot = _snapshot(contact)
+        if not snapshot.values and not snapshot.tags and contact.platform_customer_id:
+            self._record(
+                claim, snapshot, PushResult(PushOutcome.UPDATED, detail="nothing left to write"), None
+            )
+            return
+        try:
+            client = self.client_factory(shop)
+            result = push_contact(client, snapshot)
+        except RetryLater as retry:
+            self._after_failure(claim, retry, contact_id=contact.id)
+            return
+        except AuthFailed as error:
+            self._shop_needs_reauth(claim, str(error))
+            return
+        except FailedForGood as error:
+            result = PushResult(PushOutcome.FAILED, detail=f"the platform refused the write: {error}")
+        self._record(claim, snapshot, result, getattr(client, "state", None))
+
+    def _record(
+        self, claim: Claim, snapshot: ContactSnapshot, result: PushResult, client_state: dict[str, Any] | None
+    ) -> None:
+        with self.db.write_transaction() as session:
+            row = session.get(OutboxItem, claim.id)
+            contact = session.scalars(
+                sa.select(Contact).where(Contact.id == claim.contact_id).with_for_update()
+            ).first()
+            if client_state is not None:
+                shop = session.get(Shop, claim.shop_id)
+                if shop is not None and shop.platform_state != client_state:
+                    shop.platform_state = client_state
+            if row is None:
+                return
+            if contact is None:
+                row.status = OutboxStatus.DONE
+                return
+            if result.outcome is PushOutcome.FAILED:
+                row.status = OutboxStatus.DEAD
+                row.last_error = result.detail
+                contact.sync_status = SyncStatus.FAILED
+                contact.sync_detail = result.detail
+                return
+            if result.customer is not None:
+                contact.platform_customer_id = result.customer.id
+                if result.customer.updated_at is not None:
+                    contact.platform_updated_at = result.customer.updated_at
+            # Clear what was written, unless a sync changed it again while we were away.
+            contact.pending_fields = [
+                name
+                for name in contact.pending_fields
+                if name not in snapshot.values or _current(contact, name) != snapshot.values[name]
+            ]
+            contact.pending_tags = [tag for tag in contact.pending_tags if tag not in snapshot.tags]
+            if result.conflicts:
+                contact.sync_status = SyncStatus.CONFLICT
+                contact.sync_detail = result.detail
+            else:
+                contact.sync_status = SyncStatus.SYNCED
+                contact.sync_detail = None
+            row.status = OutboxStatus.DONE
+            row.last_error = None
+            if contact.pending_fields or contact.pending_tags:
+                if not result.conflicts:
+                    contact.sync_status = SyncStatus.PENDING
+                session.flush()
+                enqueue_pushes(session, claim.shop_id, [contact.id], self.clock())
+
+    def _identify(self, claim: Claim) -> None:
+        """Rule 1: fetch the logged-in customer and sync with its email and phone as the identifiers."""
+        shop, _ = self._load(claim)
+        if shop is None or not shop.installed:
+            self._finish(claim, OutboxStatus.DEAD, error="the store uninstalled popsync")
+            return
+        payload = claim.payload
+        try:
+            customer = self.client_factory(shop).fetch_customer(str(payload["customer_id"]))
+        except RetryLater as retry:
+            self._after_failure(claim, retry, contact_id=None)
+            return
+        except AuthFailed as error:
+            self._shop_needs_reauth(claim, str(error))
+            return
+        except FailedForGood as error:
+            self._finish(claim, OutboxStatus.DEAD, error=str(error))
+            return
+        email = None
+        if customer is not None and customer.email:
+            try:
+                email = normalize_email(customer.email)
+            except FieldError:
+                email = None
+        if customer is None or not (email or customer.phone):
+            self._finish(claim, OutboxStatus.DONE, error="the logged-in customer has no email or phone")
+            return
+        values = dict(payload.get("values") or {})
+        if values.get("birthday"):
+            values["birthday"] = datetime.fromisoformat(values["birthday"]).date()
+        collected = Collected(
+            email=email, phone=customer.phone, tags=tuple(payload.get("tags") or ()), **values
+        )
+        self.contacts.sync(
+            shop.id,
+            collected,
+            source=Source(payload.get("source", Source.FORM)),
+            evidence=payload.get("evidence") or {},
+            write_platform=bool(payload.get("write_platform", True)),
+            link_customer_id=customer.id,
+        )
+        self._finish(claim, OutboxStatus.DONE)
+
+    # --- outcomes ------------------------------------------------------------------------------------
+
+    def _backoff(self, attempts: int) -> float:
+        delay = min(MAX_BACKOFF, self.base_backoff * 2 ** max(0, attempts - 1))
+        return delay * (0.5 + self.rng.random() / 2)
+
+    def _after_failure(self, claim: Claim, retry: RetryLater, *, contact_id: int | None) -> None:
+        now = self.clock()
+        with self.db.write_transaction() as session:
+            row = session.get(OutboxItem, claim.id)
+            if row is None:
+                return
+            row.last_error = str(retry)
+            if retry.throttled:
+                # Throttling is the platform pacing us, not a failure: no back-off growth, no give-up clock.
+                row.attempts = max(0, row.attempts - 1)
+                _return_to_pending(session, row, due_at=now + timedelta(seconds=max(retry.seconds, 0.05)))
+                return
+            first_failed_at = row.first_failed_at or now
+            row.first_failed_at = first_failed_at
+            if (now - first_failed_at).total_seconds() >= self.settings.sync_give_up_after:
+                row.status = OutboxStatus.DEAD
+                row.leased_until = None
+                if contact_id is not None:
+                    contact = session.get(Contact, contact_id)
+                    if contact is not None:
+                        contact.sync_status = SyncStatus.FAILED
+                        contact.sync_detail = (
+                            f"gave up after {self.settings.sync_give_up_after} s of failures: {retry}"
+                        )
+                return
+            delay = max(retry.seconds, self._backoff(row.attempts))
+            _return_to_pending(session, row, due_at=now + timedelta(seconds=delay))
+
+    def _shop_needs_reauth(self, claim: Claim, reason: str) -> None:
+        """The token was refused: park the shop's writes until it is restored (they are queued again then)."""
+        with self.db.write_transaction() as session:
+            shop = session.get(Shop, claim.shop_id)
+            if shop is not None:
+                shop.needs_reauth = True
+            row = session.get(OutboxItem, claim.id)
+            if row is not None:
+                row.status = OutboxStatus.DEAD
+                row.leased_until = None
+                row.last_error = reason
+            if claim.contact_id is not None:
+                contact = session.get(Contact, claim.contact_id)
+                if contact is not None:
+                    contact.sync_status = SyncStatus.FAILED
+                    contact.sync_detail = (
+                        "the store's access was revoked: popsync needs to be authorised again"
+                    )
+        log.warning("shop %s needs re-authorisation: %s", claim.shop_id, reason)
+
+    def _finish(self, claim: Claim, status: OutboxStatus, error: str | None = None) -> None:
+        with self.db.write_transaction() as session:
+            row = session.get(OutboxItem, claim.id)
+            if row is not None:
+                row.status = status
+                row.leased_until = None
+                row.last_error = error
+
+
+def _current(contact: Contact, name: str) -> Any:
+    return getattr(contact, name)
+
+
+def _snapshot(contact: Contact) -> ContactSnapshot:
+    consent_times = [t for t in (contact.email_consent_at, contact.sms_consent_at) if t is not None]
+    return ContactSnapshot(
+        email=contact.email,
+        phone=contact.phone,
+        platform_customer_id=contact.platform_customer_id,
+        values={name: getattr(contact, name) for name in contact.pending_fields if name in PLATFORM_FIELDS},
+        tags=tuple(contact.pending_tags or ()),
+        consent_updated_at=max(consent_times) if consent_times else None,
+        consent_source=contact.email_consent_source or contact.sms_consent_source,
+    )
+
+
+def _return_to_pending(session: Session, row: OutboxItem, *, due_at: datetime) -> None:
+    """Back to pending; when a newer push for the contact is already waiting, that one carries on."""
+    if row.kind == OutboxKind.PUSH_CONTACT and row.contact_id is not None:
+        waiting = session.scalars(
+            sa.select(OutboxItem).where(
+                OutboxItem.contact_id == row.contact_id,
+                OutboxItem.kind == OutboxKind.PUSH_CONTACT,
+                OutboxItem.status == OutboxStatus.PENDING,
+                OutboxItem.id != row.id,
+            )
+        ).first()
+        if waiting is not None:
+            waiting.due_at = max(waiting.due_at, due_at)
+            waiting.attempts = row.attempts
+            waiting.first_failed_at = row.first_failed_at
+            row.status = OutboxStatus.DONE
+            row.leased_until = None
+            row.last_error = "superseded by a newer push of the same contact"
+            return
+    row.status = OutboxStatus.PENDING
+    row.leased_until = None
+    row.due_at = due_at
+
+
+def requeue_failed(
+    db: Database, shop_id: int, contact_ids: list[int] | None = None, now: datetime | None = None
+) -> int:
+    """Queue failed platform writes again: one contact's (any status but synced), or all failed ones of the
+    shop. Everything the contact holds is written again. Returns how many contacts were queued."""
+    now = now or utcnow()
+    with db.write_transaction() as session:
+        statement = sa.select(Contact).where(Contact.shop_id == shop_id)
+        if contact_ids is None:
+            statement = statement.where(Contact.sync_status == SyncStatus.FAILED)
+        else:
+            statement = statement.where(Contact.id.in_(contact_ids))
+        contacts = session.scalars(statement.with_for_update()).all()
+        queued = []
+        for contact in contacts:
+            if contact.sync_status == SyncStatus.LOCAL:
+                continue
+            contact.pending_fields = [
+                name for name in PLATFORM_FIELDS if getattr(contact, name) not in (None, "not_subscribed")
+            ]
+            contact.pending_tags = list(contact.tags or [])
+            contact.sync_status = SyncStatus.PENDING
+            contact.sync_detail = None
+            queued.append(contact.id)
+        if queued:
+            session.execute(
+                sa.update(OutboxItem)
+                .where(
+                    OutboxItem.contact_id.in_(queued),
+                    OutboxItem.kind == OutboxKind.PUSH_CONTACT,
+                    OutboxItem.status == OutboxStatus.DEAD,
+                )
+                .values(status=OutboxStatus.DONE, last_error="queued again")
+            )
+            session.flush()
+            enqueue_pushes(session, shop_id, queued, now)
+        return len(queued)
