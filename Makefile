@@ -17,10 +17,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## make run: the app on its embedded default (SQLite in ./instance), migrated, on http://127.0.0.1:$(PORT)
+## make run: the embedded default (SQLite in ./instance, the development store, a demo shop) on :$(PORT)
 run: install
-	POPSYNC_ENV=development $(VENV)/bin/popsync db upgrade
-	POPSYNC_ENV=development $(VENV)/bin/popsync serve --port $(PORT) --workers 2
+	POPSYNC_ENV=development $(VENV)/bin/popsync demo --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -66,7 +66,9 @@ class Settings:
     proxy_count: int = 0
     sync_give_up_after: int = 3600
     platform_timeout: float = 10.0
+    shopline_requests_per_second: float = 4.0
     worker_poll_interval: float = 0.5
+    worker_lease: float = 120.0
     instance_path: str = ""
 
     @property
@@ -123,9 +125,13 @@ class Settings:
             proxy_count=_non_negative_int("PROXY_COUNT", env.get("PROXY_COUNT", "0")),
             sync_give_up_after=_non_negative_int("SYNC_GIVE_UP_AFTER", env.get("SYNC_GIVE_UP_AFTER", "3600")),
             platform_timeout=_positive_float("PLATFORM_TIMEOUT", env.get("PLATFORM_TIMEOUT", "10")),
+            shopline_requests_per_second=_positive_float(
+                "SHOPLINE_REQUESTS_PER_SECOND", env.get("SHOPLINE_REQUESTS_PER_SECOND", "4")
+            ),
             worker_poll_interval=_positive_float(
                 "WORKER_POLL_INTERVAL", env.get("WORKER_POLL_INTERVAL", "0.5")
             ),
+            worker_lease=_positive_float("WORKER_LEASE", env.get("WORKER_LEASE", "120")),
             instance_path=instance_path,
         )
 

@@ -57,7 +57,6 @@ from app.platforms.push import push_contact
 
 log = logging.getLogger("popsync.worker")
 
-LEASE = timedelta(minutes=2)
 BASE_BACKOFF = 1.0  # seconds before the first retry; doubles each attempt, with jitter
 MAX_BACKOFF = 300.0
 # A push costs about this much of the shop's budget (Shopify points, SHOPLINE requests); a shop whose
@@ -222,7 +221,7 @@ class Worker:
             if row is None:
                 return None
             row.status = OutboxStatus.RUNNING
-            row.leased_until = now + LEASE
+            row.leased_until = now + timedelta(seconds=self.settings.worker_lease)
             row.attempts += 1
             return Claim(
                 row.id,

@@ -51,4 +51,7 @@ def client_for(
         budget=budget,
         session=session,
         timeout=settings.platform_timeout,
+        # SHOPLINE's leaky bucket: 4 requests/s and a burst of 40 by default (unlimited on Enterprise plans).
+        restore_rate=settings.shopline_requests_per_second,
+        bucket_capacity=max(40.0, settings.shopline_requests_per_second * 10),
     )

@@ -24,6 +24,19 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.proxy_count == 0
     assert settings.sync_give_up_after == 3600
     assert settings.environment == "production"
+    assert settings.platform_timeout == 10.0
+    assert settings.worker_lease == 120.0
+    assert settings.shopline_requests_per_second == 4.0
+
+
+def test_worker_settings_are_read(tmp_path: Path) -> None:
+    settings = Settings.from_mapping(
+        {"SECRET_KEY": "k" * 32, "WORKER_LEASE": "2", "WORKER_POLL_INTERVAL": ".05", "PLATFORM_TIMEOUT": "2"},
+        str(tmp_path),
+    )
+    assert settings.worker_lease == 2.0
+    assert settings.worker_poll_interval == 0.05
+    assert settings.platform_timeout == 2.0
 
 
 def test_secret_key_is_required_in_production(tmp_path: Path) -> None:

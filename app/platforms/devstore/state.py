@@ -228,7 +228,9 @@ class DevStore:
         """The shop (id, domain) this token belongs to. ``domain`` is the shop the caller meant (popsync's
         clients send it as ``X-Forwarded-Host`` when their origin is rewritten): a token used for another
         shop is refused."""
-        with self.engine.connect() as connection:
+        # Under the lock: with an in-memory database every thread shares one connection, and a read that
+        # returns it could roll back another thread's write.
+        with self.lock, self.engine.connect() as connection:
             row = connection.execute(
                 sa.select(shops.c.id, shops.c.domain).where(
                     shops.c.platform == platform, shops.c.access_token == access_token
@@ -239,7 +241,7 @@ class DevStore:
         return row.id, row.domain
 
     def shop_domains(self, platform: str) -> list[tuple[int, str]]:
-        with self.engine.connect() as connection:
+        with self.lock, self.engine.connect() as connection:
             return [
                 (row.id, row.domain)
                 for row in connection.execute(

@@ -1,0 +1,195 @@
+"""Every GraphQL document popsync sends to Shopify's Admin API, in one place.
+
+The tests validate each of them against Shopify's official 2026-10 schema, and
+``scripts/trim_admin_schema.py`` keeps exactly the part of that schema these documents use for the
+development store. A new document goes here and into ``ALL_DOCUMENTS``, or the development store rejects it.
+
+Reads use ``defaultEmailAddress`` and ``defaultPhoneNumber`` (the flat ``email``/``phone`` fields and
+``defaultPhoneNumber.marketingState`` are deprecated in 2026-10). Writes never send ``tags`` on update and
+send ``addresses`` only on create or to a customer without one: both replace the whole list.
+"""
+
+from __future__ import annotations
+
+# The customer as popsync reads it, shared by every document that returns one. The aliases are what
+# ``app.platforms.shopify.parse_customer`` reads.
+CUSTOMER_FRAGMENT = """
+fragment PopsyncCustomer on Customer {
+  id
+  firstName
+  lastName
+  tags
+  updatedAt
+  defaultEmailAddress {
+    emailAddress
+    marketingState
+  }
+  defaultPhoneNumber {
+    phoneNumber
+    smsMarketingConsent {
+      state
+    }
+  }
+  defaultAddress {
+    countryCodeV2
+  }
+  birthDate: metafield(namespace: "facts", key: "birth_date") {
+    value
+  }
+  gender: metafield(namespace: "$app", key: "gender") {
+    value
+  }
+}
+"""
+
+CUSTOMER_BY_EMAIL = (
+    """
+query PopsyncCustomerByEmail($email: String!) {
+  customer: customerByIdentifier(identifier: {emailAddress: $email}) {
+    ...PopsyncCustomer
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+CUSTOMER_BY_PHONE = (
+    """
+query PopsyncCustomerByPhone($phone: String!) {
+  customer: customerByIdentifier(identifier: {phoneNumber: $phone}) {
+    ...PopsyncCustomer
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+CUSTOMER_BY_ID = (
+    """
+query PopsyncCustomerById($id: ID!) {
+  customer(id: $id) {
+    ...PopsyncCustomer
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+CUSTOMER_CREATE = (
+    """
+mutation PopsyncCustomerCreate($input: CustomerInput!) {
+  customerCreate(input: $input) {
+    customer {
+      ...PopsyncCustomer
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+CUSTOMER_UPDATE = (
+    """
+mutation PopsyncCustomerUpdate($input: CustomerInput!) {
+  customerUpdate(input: $input) {
+    customer {
+      ...PopsyncCustomer
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+TAGS_ADD = (
+    """
+mutation PopsyncTagsAdd($id: ID!, $tags: [String!]!) {
+  tagsAdd(id: $id, tags: $tags) {
+    node {
+      ... on Customer {
+        ...PopsyncCustomer
+      }
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+EMAIL_CONSENT_UPDATE = (
+    """
+mutation PopsyncEmailConsentUpdate($input: CustomerEmailMarketingConsentUpdateInput!) {
+  customerEmailMarketingConsentUpdate(input: $input) {
+    customer {
+      ...PopsyncCustomer
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+SMS_CONSENT_UPDATE = (
+    """
+mutation PopsyncSmsConsentUpdate($input: CustomerSmsMarketingConsentUpdateInput!) {
+  customerSmsMarketingConsentUpdate(input: $input) {
+    customer {
+      ...PopsyncCustomer
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+"""
+    + CUSTOMER_FRAGMENT
+)
+
+# ``facts`` is reserved for Shopify's standard definitions: a birthday can be written only once the
+# standard ``facts.birth_date`` definition is enabled on the shop (once per shop; enabling it again
+# answers a TAKEN user error).
+BIRTH_DATE_DEFINITION_ENABLE = """
+mutation PopsyncBirthDateDefinitionEnable {
+  standardMetafieldDefinitionEnable(ownerType: CUSTOMER, namespace: "facts", key: "birth_date", pin: true) {
+    createdDefinition {
+      id
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+"""
+
+ALL_DOCUMENTS: tuple[tuple[str, str], ...] = (
+    ("CUSTOMER_BY_EMAIL", CUSTOMER_BY_EMAIL),
+    ("CUSTOMER_BY_PHONE", CUSTOMER_BY_PHONE),
+    ("CUSTOMER_BY_ID", CUSTOMER_BY_ID),
+    ("CUSTOMER_CREATE", CUSTOMER_CREATE),
+    ("CUSTOMER_UPDATE", CUSTOMER_UPDATE),
+    ("TAGS_ADD", TAGS_ADD),
+    ("EMAIL_CONSENT_UPDATE", EMAIL_CONSENT_UPDATE),
+    ("SMS_CONSENT_UPDATE", SMS_CONSENT_UPDATE),
+    ("BIRTH_DATE_DEFINITION_ENABLE", BIRTH_DATE_DEFINITION_ENABLE),
+)
