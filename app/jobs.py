@@ -54,6 +54,7 @@ from app.platforms.base import RetryLater
 from app.platforms.budget import RateBudget
 from app.platforms.push import ContactSnapshot
 from app.platforms.push import push_contact
+from app.platforms.tokens import refresh_if_due
 
 log = logging.getLogger("popsync.worker")
 
@@ -100,6 +101,7 @@ class Worker:
         self.base_backoff = base_backoff
         self._session = requests.Session()
         self.client_factory = client_factory or self._default_client
+        self._budget_ready_in: float | None = None
 
     def _default_client(self, shop: Shop) -> PlatformClient:
         return client_for(
@@ -119,8 +121,16 @@ class Worker:
                 continue
             if until_idle:
                 return processed
-            stop.wait(self.settings.worker_poll_interval)
+            stop.wait(self._idle_wait())
         return processed
+
+    def _idle_wait(self) -> float:
+        """Nothing was claimable: wait for the poll interval, or less when a throttled shop's budget will
+        hold a push sooner (waiting longer would leave the platform's rate unused)."""
+        wait = self.settings.worker_poll_interval
+        if self._budget_ready_in is not None:
+            wait = min(wait, max(self._budget_ready_in, 0.005))
+        return wait
 
     def drain(self, timeout: float = 60.0) -> int:
         """Work until no row is pending or running at all, waiting out back-offs (tests, benchmarks)."""
@@ -134,7 +144,7 @@ class Worker:
             wait = self.seconds_until_due()
             if wait is None:
                 return processed
-            time.sleep(min(max(wait, 0.01), 0.5))
+            time.sleep(min(max(wait, 0.01), self._idle_wait()))
         raise TimeoutError(f"outbox not drained in {timeout} s")
 
     def run_once(self, shops: int = 20) -> int:
@@ -190,9 +200,13 @@ class Worker:
                 .limit(shops)
             ).all()
         claims = []
+        self._budget_ready_in = None
         for shop_id, platform in due_shops:
-            if self.budget.wait_for(shop_id, PUSH_COST.get(Platform(platform), 1.0)) > 0:
-                continue  # throttled: skip the shop this round, serve the others
+            wait = self.budget.wait_for(shop_id, PUSH_COST.get(Platform(platform), 1.0))
+            if wait > 0:
+                # Throttled: skip the shop this round and serve the others; remember when it can go again.
+                self._budget_ready_in = min(wait, self._budget_ready_in or wait)
+                continue
             claim = self._claim_one(shop_id, now)
             if claim is not None:
                 claims.append(claim)
@@ -271,13 +285,13 @@ class Worker:
             )
             return
         try:
-            client = self.client_factory(shop)
+            client = self._client(shop)
             result = push_contact(client, snapshot)
         except RetryLater as retry:
             self._after_failure(claim, retry, contact_id=contact.id)
             return
         except AuthFailed as error:
-            self._shop_needs_reauth(claim, str(error))
+            self._token_refused(claim, shop, str(error), contact_id=contact.id)
             return
         except FailedForGood as error:
             result = PushResult(PushOutcome.FAILED, detail=f"the platform refused the write: {error}")
@@ -339,12 +353,12 @@ class Worker:
             return
         payload = claim.payload
         try:
-            customer = self.client_factory(shop).fetch_customer(str(payload["customer_id"]))
+            customer = self._client(shop).fetch_customer(str(payload["customer_id"]))
         except RetryLater as retry:
             self._after_failure(claim, retry, contact_id=None)
             return
         except AuthFailed as error:
-            self._shop_needs_reauth(claim, str(error))
+            self._token_refused(claim, shop, str(error), contact_id=None)
             return
         except FailedForGood as error:
             self._finish(claim, OutboxStatus.DEAD, error=str(error))
@@ -373,6 +387,39 @@ class Worker:
             link_customer_id=customer.id,
         )
         self._finish(claim, OutboxStatus.DONE)
+
+    def _client(self, shop: Shop) -> PlatformClient:
+        """The shop's client, after refreshing a token that is about to expire (SHOPLINE's live 10 hours)."""
+        if shop.platform == Platform.SHOPLINE and refresh_if_due(
+            self.db, self.keyring, self.settings, shop.id, session=self._session, clock=self.clock
+        ):
+            with self.db.sessionmaker() as session:
+                shop = session.get(Shop, shop.id) or shop
+        return self.client_factory(shop)
+
+    def _token_refused(self, claim: Claim, shop: Shop, reason: str, *, contact_id: int | None) -> None:
+        """A refused token: refresh it once if the platform allows (then the job runs again at once);
+        otherwise the shop needs re-authorisation."""
+        if shop.platform == Platform.SHOPLINE:
+            try:
+                refreshed = refresh_if_due(
+                    self.db,
+                    self.keyring,
+                    self.settings,
+                    shop.id,
+                    force=True,
+                    session=self._session,
+                    clock=self.clock,
+                )
+            except (AuthFailed, RetryLater, FailedForGood) as error:
+                reason = f"{reason}; the refresh failed too: {error}"
+                refreshed = False
+            if refreshed:
+                self._after_failure(
+                    claim, RetryLater("token refreshed", 0, throttled=True), contact_id=contact_id
+                )
+                return
+        self._shop_needs_reauth(claim, reason)
 
     # --- outcomes ------------------------------------------------------------------------------------
 

@@ -220,3 +220,9 @@ def test_serve_runs_gunicorn_with_the_app(env: dict[str, str]) -> None:
         output, _ = server.communicate(timeout=30)
     assert "gunicorn" in output.lower() or "Booting worker" in output
     assert server.returncode == 0
+
+
+def test_worker_until_idle_exits_when_nothing_is_due(migrated_env: dict[str, str]) -> None:
+    result = popsync(migrated_env, "worker", "--until-idle")
+    assert result.returncode == 0, result.stderr
+    assert "nothing is due" in result.stdout

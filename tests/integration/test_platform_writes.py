@@ -194,12 +194,29 @@ def test_a_backlog_through_30_percent_faults_lands_exactly_once(
     count = 1000 if platform == "shopify" else 250
     seed_contacts(app, shops[platform], count)
     devstore.store.faults.configure(
-        error=0.10, throttle=0.08, lost_answer=0.10, timeout=0.02, timeout_seconds=0.7
+        error=0.10, throttle=0.09, lost_answer=0.10, timeout=0.01, timeout_seconds=0.7
     )
-    worker_for(app).drain(timeout=600)
+    drain_in_parallel([worker_for(app, seed=1), worker_for(app, seed=2)], timeout=600)
     devstore.store.faults.configure(error=0, throttle=0, lost_answer=0, timeout=0)
     assert sum(devstore.store.faults.counts.values()) > count * 0.3
     assert_each_contact_once(app, devstore.store, platform, shops[platform], count)
+
+
+def drain_in_parallel(workers: list[Worker], timeout: float) -> None:
+    errors: list[BaseException] = []
+
+    def run(worker: Worker) -> None:
+        try:
+            worker.drain(timeout=timeout)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
 
 
 @pytest.mark.postgresql
@@ -221,21 +238,7 @@ def test_two_workers_never_push_the_same_row(fresh_database: sa.Engine, devstore
             claimed[self.index].append(claim.id)
             super().process(claim)
 
-    workers = [Recording(0), Recording(1)]
-    errors: list[BaseException] = []
-
-    def run(worker: Worker) -> None:
-        try:
-            worker.drain(timeout=300)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    drain_in_parallel([Recording(0), Recording(1)], timeout=300)
     assert claimed[0]
     assert claimed[1]
     assert not set(claimed[0]) & set(claimed[1])
@@ -305,3 +308,46 @@ def test_the_webhook_caused_by_a_push_is_signed_and_recorded(
     with get_database(app).sessionmaker() as session:
         contact = session.scalars(sa.select(Contact)).one()
     assert contact.platform_updated_at is not None
+
+
+def test_shopline_tokens_are_refreshed_before_expiry_and_after_a_refusal(
+    fresh_database: sa.Engine, devstore: RunningDevStore
+) -> None:
+    from datetime import UTC
+    from datetime import datetime
+    from datetime import timedelta
+
+    from app.models import Shop
+    from app.shops import access_token
+
+    secret = "shopline-app-secret-for-tests"
+    devstore.store.webhooks.secrets["shopline"] = secret
+    app = make_app(fresh_database, devstore, SHOPLINE_APP_KEY="popsync-test", SHOPLINE_APP_SECRET=secret)
+    shops = add_shops(app)
+    keyring = app.extensions["popsync.keyring"]
+    with get_database(app).write_transaction() as session:
+        session.get(Shop, shops["shopline"]).access_token_expires_at = datetime.now(UTC) + timedelta(
+            minutes=20
+        )
+    service = app.extensions["popsync.contacts"]
+    service.sync(shops["shopline"], Collected(email="r1@example.com"), source=Source.FORM)
+    worker_for(app).drain(30)
+    with get_database(app).sessionmaker() as session:
+        shop = session.get(Shop, shops["shopline"])
+        first_refresh = access_token(shop, keyring)
+        assert first_refresh != TOKENS["shopline"]
+        assert shop.access_token_expires_at > datetime.now(UTC) + timedelta(hours=9)
+    assert [c["email"] for c in platform_customers(devstore.store, "shopline")] == ["r1@example.com"]
+
+    # The platform stops accepting the stored token (as after a refresh elsewhere): refresh, then go on.
+    devstore.store.add_shop("shopline", DOMAINS["shopline"], "a-token-popsync-does-not-have")
+    service.sync(shops["shopline"], Collected(email="r2@example.com"), source=Source.FORM)
+    worker_for(app).drain(30)
+    with get_database(app).sessionmaker() as session:
+        shop = session.get(Shop, shops["shopline"])
+        assert access_token(shop, keyring) not in (first_refresh, "a-token-popsync-does-not-have")
+        assert shop.needs_reauth is False
+    assert sorted(c["email"] for c in platform_customers(devstore.store, "shopline")) == [
+        "r1@example.com",
+        "r2@example.com",
+    ]

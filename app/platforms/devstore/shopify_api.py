@@ -326,6 +326,7 @@ def _charge(
         throttled = refuse or cost > bucket.refill(store)
         if not throttled:
             bucket.available -= cost
+        store.stats.record("shopify", throttled=throttled, cost=cost)
         return throttled, bucket.status(store)
 
 

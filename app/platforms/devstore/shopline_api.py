@@ -277,7 +277,9 @@ def api(view: Callable[..., Any]) -> Callable[..., Any]:
         if fault is not None:
             return _error(503, "Service Unavailable")
         buckets: Buckets = current_app.extensions["devstore.shopline_buckets"]
-        if not buckets.admit(shop[0], store.shopline_bucket_size, store.shopline_rate, store.clock()):
+        admitted = buckets.admit(shop[0], store.shopline_bucket_size, store.shopline_rate, store.clock())
+        store.stats.record("shopline", throttled=not admitted, cost=1)
+        if not admitted:
             return _error(429, "Too many request")
         try:
             return view(ShopContext(shop[0], shop[1], version), **kwargs)

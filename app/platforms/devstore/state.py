@@ -95,6 +95,31 @@ class Faults:
         return self._draw("lost_answer")
 
 
+class CallStats:
+    """What the store was asked, per platform: calls, calls refused as throttled, cost spent (Shopify points,
+    SHOPLINE requests). Benchmarks read it to measure how much of the allowed rate a worker used."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: dict[str, int] = {}
+        self.throttled: dict[str, int] = {}
+        self.spent: dict[str, float] = {}
+
+    def record(self, platform: str, *, throttled: bool, cost: float) -> None:
+        with self._lock:
+            self.calls[platform] = self.calls.get(platform, 0) + 1
+            if throttled:
+                self.throttled[platform] = self.throttled.get(platform, 0) + 1
+            else:
+                self.spent[platform] = self.spent.get(platform, 0.0) + cost
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.throttled.clear()
+            self.spent.clear()
+
+
 class WebhookSender:
     """Delivers signed webhooks to the app from a background thread, like the platforms do."""
 
@@ -198,6 +223,7 @@ class DevStore:
         # One writer at a time: the platforms' "one customer per email" must hold under concurrent calls.
         self.lock = threading.RLock()
         self.faults = Faults(seed)
+        self.stats = CallStats()
         self.webhooks = WebhookSender(app_url, webhook_secrets or {})
         self.shopify_restore_rate = shopify_restore_rate
         self.shopify_bucket_size = shopify_bucket_size
