@@ -68,7 +68,7 @@ class Settings:
     platform_timeout: float = 10.0
     shopline_requests_per_second: float = 4.0
     worker_poll_interval: float = 0.5
-    worker_lease: float = 120.0
+    worker_lease: float = 300.0
     instance_path: str = ""
 
     @property
@@ -131,7 +131,7 @@ class Settings:
             worker_poll_interval=_positive_float(
                 "WORKER_POLL_INTERVAL", env.get("WORKER_POLL_INTERVAL", "0.5")
             ),
-            worker_lease=_positive_float("WORKER_LEASE", env.get("WORKER_LEASE", "120")),
+            worker_lease=_positive_float("WORKER_LEASE", env.get("WORKER_LEASE", "300")),
             instance_path=instance_path,
         )
 

@@ -36,6 +36,7 @@ from app.contacts.service import enqueue_pushes
 from app.crypto import Keyring
 from app.db import Database
 from app.db import utcnow
+from app.enums import Consent
 from app.enums import OutboxKind
 from app.enums import OutboxStatus
 from app.enums import Platform
@@ -52,6 +53,7 @@ from app.platforms.base import PushOutcome
 from app.platforms.base import PushResult
 from app.platforms.base import RetryLater
 from app.platforms.budget import RateBudget
+from app.platforms.push import CONSENT_IDENTIFIER
 from app.platforms.push import ContactSnapshot
 from app.platforms.push import push_contact
 from app.platforms.tokens import refresh_if_due
@@ -76,6 +78,9 @@ class Claim:
     payload: dict[str, Any]
     attempts: int
     first_failed_at: datetime | None
+    # The lease this worker holds: an outcome is recorded only while the row still carries it (a row
+    # reclaimed after its lease ran out belongs to whoever claimed it next).
+    leased_until: datetime
 
 
 class Worker:
@@ -115,7 +120,13 @@ class Worker:
         stop = stop or threading.Event()
         processed = 0
         while not stop.is_set():
-            done = self.run_once()
+            try:
+                done = self.run_once()
+            except Exception:
+                # The database went away or a bug: keep the worker alive, try again after a pause.
+                log.exception("worker round failed")
+                stop.wait(self.settings.worker_poll_interval)
+                continue
             processed += done
             if done:
                 continue
@@ -183,7 +194,16 @@ class Worker:
                 .with_for_update(skip_locked=True)
             ).all()
             for row in expired:
-                _return_to_pending(session, row, due_at=now)
+                # A worker that died mid-job counts as a failed attempt: a job that kills its worker
+                # backs off and is given up like any other failure instead of looping.
+                row.first_failed_at = row.first_failed_at or now
+                row.last_error = "the worker running it stopped"
+                if (now - row.first_failed_at).total_seconds() >= self.settings.sync_give_up_after:
+                    row.status = OutboxStatus.DEAD
+                    row.leased_until = None
+                    _fail_contact(session, row.contact_id, "gave up: the job kept stopping its worker")
+                    continue
+                _return_to_pending(session, row, due_at=now + timedelta(seconds=self._backoff(row.attempts)))
             if expired:
                 log.warning("reclaimed %d rows whose worker stopped", len(expired))
             return len(expired)
@@ -245,6 +265,7 @@ class Worker:
                 dict(row.payload),
                 row.attempts,
                 row.first_failed_at,
+                row.leased_until,
             )
 
     # --- processing ----------------------------------------------------------------------------------
@@ -261,7 +282,9 @@ class Worker:
             # A bug, not the platform: keep the row (it is retried and, past the give-up time, dead-lettered).
             log.exception("outbox row %s failed unexpectedly", claim.id)
             self._after_failure(
-                claim, RetryLater("internal error", self._backoff(claim.attempts)), contact_id=None
+                claim,
+                RetryLater("internal error", self._backoff(claim.attempts)),
+                contact_id=claim.contact_id,
             )
 
     def _load(self, claim: Claim) -> tuple[Shop | None, Contact | None]:
@@ -301,7 +324,9 @@ class Worker:
         self, claim: Claim, snapshot: ContactSnapshot, result: PushResult, client_state: dict[str, Any] | None
     ) -> None:
         with self.db.write_transaction() as session:
-            row = session.get(OutboxItem, claim.id)
+            row = _owned_row(session, claim)
+            if row is None:
+                return
             contact = session.scalars(
                 sa.select(Contact).where(Contact.id == claim.contact_id).with_for_update()
             ).first()
@@ -309,10 +334,10 @@ class Worker:
                 shop = session.get(Shop, claim.shop_id)
                 if shop is not None and shop.platform_state != client_state:
                     shop.platform_state = client_state
-            if row is None:
-                return
+            row.status = OutboxStatus.DONE
+            row.leased_until = None
+            row.last_error = None
             if contact is None:
-                row.status = OutboxStatus.DONE
                 return
             if result.outcome is PushOutcome.FAILED:
                 row.status = OutboxStatus.DEAD
@@ -320,26 +345,38 @@ class Worker:
                 contact.sync_status = SyncStatus.FAILED
                 contact.sync_detail = result.detail
                 return
+            if result.outcome is PushOutcome.NOTHING:
+                # Nothing was written: it all stays pending for the next sync or the merchant's retry.
+                contact.platform_customer_id = None
+                contact.sync_status = SyncStatus.CONFLICT
+                contact.sync_detail = result.detail
+                return
             if result.customer is not None:
                 contact.platform_customer_id = result.customer.id
                 if result.customer.updated_at is not None:
                     contact.platform_updated_at = result.customer.updated_at
-            # Clear what was written, unless a sync changed it again while we were away.
+            # Clear only what went out, and only if a sync did not change it again while we were away.
+            sent = snapshot.all_values if result.outcome is PushOutcome.CREATED else snapshot.values
             contact.pending_fields = [
                 name
                 for name in contact.pending_fields
-                if name not in snapshot.values or _current(contact, name) != snapshot.values[name]
+                if name not in result.written or _current(contact, name) != sent.get(name)
             ]
-            contact.pending_tags = [tag for tag in contact.pending_tags if tag not in snapshot.tags]
+            contact.pending_tags = [tag for tag in contact.pending_tags if tag not in result.tags_written]
+            # Identifiers another customer holds (and the consent that needs them) stay pending, waiting for
+            # the next sync or a retry: pushing them again now would only meet the same conflict.
+            held = set(result.conflicts) | {
+                consent
+                for consent, identifier in CONSENT_IDENTIFIER.items()
+                if identifier in result.conflicts
+            }
             if result.conflicts:
                 contact.sync_status = SyncStatus.CONFLICT
                 contact.sync_detail = result.detail
             else:
                 contact.sync_status = SyncStatus.SYNCED
                 contact.sync_detail = None
-            row.status = OutboxStatus.DONE
-            row.last_error = None
-            if contact.pending_fields or contact.pending_tags:
+            if set(contact.pending_fields) - held or contact.pending_tags:
                 if not result.conflicts:
                     contact.sync_status = SyncStatus.PENDING
                 session.flush()
@@ -385,6 +422,8 @@ class Worker:
             evidence=payload.get("evidence") or {},
             write_platform=bool(payload.get("write_platform", True)),
             link_customer_id=customer.id,
+            # The identifiers came from the platform, not from the shopper: they lift no erasure (rule 11).
+            lift_suppression=False,
         )
         self._finish(claim, OutboxStatus.DONE)
 
@@ -407,11 +446,14 @@ class Worker:
                     self.keyring,
                     self.settings,
                     shop.id,
-                    force=True,
+                    refused_token=shop.access_token,
                     session=self._session,
                     clock=self.clock,
                 )
-            except (AuthFailed, RetryLater, FailedForGood) as error:
+            except RetryLater as retry:
+                self._after_failure(claim, retry, contact_id=contact_id)
+                return
+            except (AuthFailed, FailedForGood) as error:
                 reason = f"{reason}; the refresh failed too: {error}"
                 refreshed = False
             if refreshed:
@@ -430,7 +472,7 @@ class Worker:
     def _after_failure(self, claim: Claim, retry: RetryLater, *, contact_id: int | None) -> None:
         now = self.clock()
         with self.db.write_transaction() as session:
-            row = session.get(OutboxItem, claim.id)
+            row = _owned_row(session, claim)
             if row is None:
                 return
             row.last_error = str(retry)
@@ -444,13 +486,11 @@ class Worker:
             if (now - first_failed_at).total_seconds() >= self.settings.sync_give_up_after:
                 row.status = OutboxStatus.DEAD
                 row.leased_until = None
-                if contact_id is not None:
-                    contact = session.get(Contact, contact_id)
-                    if contact is not None:
-                        contact.sync_status = SyncStatus.FAILED
-                        contact.sync_detail = (
-                            f"gave up after {self.settings.sync_give_up_after} s of failures: {retry}"
-                        )
+                _fail_contact(
+                    session,
+                    contact_id,
+                    f"gave up after {self.settings.sync_give_up_after} s of failures: {retry}",
+                )
                 return
             delay = max(retry.seconds, self._backoff(row.attempts))
             _return_to_pending(session, row, due_at=now + timedelta(seconds=delay))
@@ -461,27 +501,43 @@ class Worker:
             shop = session.get(Shop, claim.shop_id)
             if shop is not None:
                 shop.needs_reauth = True
-            row = session.get(OutboxItem, claim.id)
+            row = _owned_row(session, claim)
             if row is not None:
                 row.status = OutboxStatus.DEAD
                 row.leased_until = None
                 row.last_error = reason
-            if claim.contact_id is not None:
-                contact = session.get(Contact, claim.contact_id)
-                if contact is not None:
-                    contact.sync_status = SyncStatus.FAILED
-                    contact.sync_detail = (
-                        "the store's access was revoked: popsync needs to be authorised again"
-                    )
+            _fail_contact(
+                session,
+                claim.contact_id,
+                "the store's access was revoked: popsync needs to be authorised again",
+            )
         log.warning("shop %s needs re-authorisation: %s", claim.shop_id, reason)
 
     def _finish(self, claim: Claim, status: OutboxStatus, error: str | None = None) -> None:
         with self.db.write_transaction() as session:
-            row = session.get(OutboxItem, claim.id)
+            row = _owned_row(session, claim)
             if row is not None:
                 row.status = status
                 row.leased_until = None
                 row.last_error = error
+
+
+def _owned_row(session: Session, claim: Claim) -> OutboxItem | None:
+    """The claimed row, if this worker still holds its lease (else another worker took it over)."""
+    row = session.scalars(sa.select(OutboxItem).where(OutboxItem.id == claim.id).with_for_update()).first()
+    if row is None or row.status != OutboxStatus.RUNNING or row.leased_until != claim.leased_until:
+        log.warning("outbox row %s was taken over after its lease ran out; its outcome is dropped", claim.id)
+        return None
+    return row
+
+
+def _fail_contact(session: Session, contact_id: int | None, detail: str) -> None:
+    if contact_id is None:
+        return
+    contact = session.get(Contact, contact_id)
+    if contact is not None:
+        contact.sync_status = SyncStatus.FAILED
+        contact.sync_detail = detail
 
 
 def _current(contact: Contact, name: str) -> Any:
@@ -498,12 +554,20 @@ def _snapshot(contact: Contact) -> ContactSnapshot:
         tags=tuple(contact.pending_tags or ()),
         consent_updated_at=max(consent_times) if consent_times else None,
         consent_source=contact.email_consent_source or contact.sms_consent_source,
+        all_values={
+            name: getattr(contact, name)
+            for name in PLATFORM_FIELDS
+            if getattr(contact, name) not in (None, Consent.NOT_SUBSCRIBED)
+        },
+        all_tags=tuple(contact.tags or ()),
     )
 
 
 def _return_to_pending(session: Session, row: OutboxItem, *, due_at: datetime) -> None:
     """Back to pending; when a newer push for the contact is already waiting, that one carries on."""
     if row.kind == OutboxKind.PUSH_CONTACT and row.contact_id is not None:
+        # Locked as a sync locks it: no push can be queued for the contact between the look and the write.
+        session.execute(sa.select(Contact.id).where(Contact.id == row.contact_id).with_for_update())
         waiting = session.scalars(
             sa.select(OutboxItem).where(
                 OutboxItem.contact_id == row.contact_id,
@@ -528,37 +592,50 @@ def _return_to_pending(session: Session, row: OutboxItem, *, due_at: datetime) -
 def requeue_failed(
     db: Database, shop_id: int, contact_ids: list[int] | None = None, now: datetime | None = None
 ) -> int:
-    """Queue failed platform writes again: one contact's (any status but synced), or all failed ones of the
-    shop. Everything the contact holds is written again. Returns how many contacts were queued."""
+    """Queue failed platform writes again: the listed contacts (failed or in conflict), or every failed
+    contact and given-up job of the shop. What was not written is still pending on each contact, so the
+    push carries exactly that. Returns how many contacts and jobs were queued."""
     now = now or utcnow()
+    retriable = [SyncStatus.FAILED] if contact_ids is None else [SyncStatus.FAILED, SyncStatus.CONFLICT]
     with db.write_transaction() as session:
-        statement = sa.select(Contact).where(Contact.shop_id == shop_id)
-        if contact_ids is None:
-            statement = statement.where(Contact.sync_status == SyncStatus.FAILED)
-        else:
+        statement = sa.select(Contact).where(Contact.shop_id == shop_id, Contact.sync_status.in_(retriable))
+        if contact_ids is not None:
             statement = statement.where(Contact.id.in_(contact_ids))
         contacts = session.scalars(statement.with_for_update()).all()
         queued = []
         for contact in contacts:
-            if contact.sync_status == SyncStatus.LOCAL:
-                continue
-            contact.pending_fields = [
-                name for name in PLATFORM_FIELDS if getattr(contact, name) not in (None, "not_subscribed")
-            ]
-            contact.pending_tags = list(contact.tags or [])
+            if contact.sync_status == SyncStatus.CONFLICT and not (
+                contact.pending_fields or contact.pending_tags
+            ):
+                # Written without an identifier another customer held: try the identifiers again.
+                contact.pending_fields = [name for name in ("email", "phone") if getattr(contact, name)]
             contact.sync_status = SyncStatus.PENDING
             contact.sync_detail = None
             queued.append(contact.id)
-        if queued:
-            session.execute(
+        session.execute(
+            sa.update(OutboxItem)
+            .where(
+                OutboxItem.shop_id == shop_id,
+                OutboxItem.contact_id.in_(queued),
+                OutboxItem.kind == OutboxKind.PUSH_CONTACT,
+                OutboxItem.status == OutboxStatus.DEAD,
+            )
+            .values(status=OutboxStatus.DONE, last_error="queued again")
+        )
+        jobs = 0
+        if contact_ids is None:
+            # A logged-in shopper's submission (rule 1) whose job was given up goes out again too.
+            result = session.execute(
                 sa.update(OutboxItem)
                 .where(
-                    OutboxItem.contact_id.in_(queued),
-                    OutboxItem.kind == OutboxKind.PUSH_CONTACT,
+                    OutboxItem.shop_id == shop_id,
+                    OutboxItem.kind == OutboxKind.IDENTIFY_CUSTOMER,
                     OutboxItem.status == OutboxStatus.DEAD,
                 )
-                .values(status=OutboxStatus.DONE, last_error="queued again")
+                .values(status=OutboxStatus.PENDING, due_at=now, attempts=0, first_failed_at=None)
             )
+            jobs = result.rowcount or 0
+        if queued:
             session.flush()
             enqueue_pushes(session, shop_id, queued, now)
-        return len(queued)
+        return len(queued) + jobs

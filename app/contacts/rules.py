@@ -98,6 +98,8 @@ class Decision:
     changes: Mapping[str, Any] = field(default_factory=dict)
     # Other contacts holding an unsubscribed identifier: (contact id, channel), rule 8.
     unsubscribe_others: tuple[tuple[int, str], ...] = ()
+    # The tags this record adds to the target (they are what goes to the platform, never the whole list).
+    added_tags: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -117,15 +119,22 @@ def decide(collected: Collected, candidates: Iterable[Candidate]) -> Decision:
     target, reason = _match(collected, ordered)
     unsubscribe_others = _unsubscribe_others(collected, ordered, exclude=target.id if target else None)
     if target is None:
+        values = _new_values(collected)
         return Decision(
-            Action.CREATE, reason, changes=_new_values(collected), unsubscribe_others=unsubscribe_others
+            Action.CREATE,
+            reason,
+            changes=values,
+            unsubscribe_others=unsubscribe_others,
+            added_tags=tuple(values.get("tags", ())),
         )
+    changes = _changes(collected, target)
     return Decision(
         Action.UPDATE,
         reason,
         target_id=target.id,
-        changes=_changes(collected, target),
+        changes=changes,
         unsubscribe_others=unsubscribe_others,
+        added_tags=tuple(t for t in changes.get("tags", ()) if t not in target.tags),
     )
 
 

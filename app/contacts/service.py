@@ -123,12 +123,15 @@ class ContactService:
         evidence: Mapping[str, Any] | None = None,
         write_platform: bool | None = None,
         link_customer_id: str | None = None,
+        lift_suppression: bool | None = None,
     ) -> SyncResult:
         """Sync one record by the rules, in one transaction, and return what happened.
 
         ``write_platform`` defaults to rule 9: submissions, opens and clicks write the platform customer;
         imports only when the merchant asked; platform changes never. ``link_customer_id`` links the contact
         to a platform customer whose email and phone were the identifiers (rule 1's second half).
+        ``lift_suppression`` defaults to rule 11: a storefront submission lifts the suppression of the
+        identifiers the shopper typed; identifiers fetched from the platform (rule 1) never do.
         """
         return self.sync_batch(
             shop_id,
@@ -137,6 +140,7 @@ class ContactService:
             evidence=[evidence or {}],
             write_platform=write_platform,
             link_customer_id=link_customer_id,
+            lift_suppression=lift_suppression,
         )[0]
 
     def sync_batch(
@@ -148,6 +152,7 @@ class ContactService:
         evidence: Sequence[Mapping[str, Any]] | None = None,
         write_platform: bool | None = None,
         link_customer_id: str | None = None,
+        lift_suppression: bool | None = None,
     ) -> list[SyncResult]:
         """Sync records in order, in one transaction: the same result as syncing them one by one."""
         if write_platform is None:
@@ -156,8 +161,9 @@ class ContactService:
             write_platform = False
         evidence = evidence or [{} for _ in records]
         with self.db.write_transaction() as session:
+            lift = source is Source.FORM if lift_suppression is None else lift_suppression
             return self._sync_records(
-                session, shop_id, records, source, evidence, write_platform, link_customer_id
+                session, shop_id, records, source, evidence, write_platform, link_customer_id, lift
             )
 
     def _sync_records(
@@ -169,6 +175,7 @@ class ContactService:
         evidence: Sequence[Mapping[str, Any]],
         write_platform: bool,
         link_customer_id: str | None,
+        lift_suppression: bool,
     ) -> list[SyncResult]:
         emails = {r.email for r in records if r.email}
         phones = {r.phone for r in records if r.phone}
@@ -177,9 +184,7 @@ class ContactService:
             [identifier_lock_key(shop_id, "email", e) for e in emails]
             + [identifier_lock_key(shop_id, "phone", p) for p in phones],
         )
-        suppressed = self._suppressed_identifiers(
-            session, shop_id, emails, phones, lift=source is Source.FORM
-        )
+        suppressed = self._suppressed_identifiers(session, shop_id, emails, phones, lift=lift_suppression)
         batch = _Batch()
         for contact in _load_candidates(session, shop_id, emails, phones):
             batch.add(contact)
@@ -351,11 +356,14 @@ def _mark_for_platform(contact: Contact, decision: rules.Decision, target: Conta
     """Record what the platform write must carry; True when the contact needs a push (rule 9)."""
     if contact is target:
         changed = [f for f in PLATFORM_FIELDS if f in decision.changes]
-        added_tags = [t for t in decision.changes.get("tags", ()) if t not in (contact.pending_tags or [])]
+        # Only the tags this record added: a tag the merchant removed on the platform is not put back.
+        added_tags = list(decision.added_tags)
         if contact.sync_status == SyncStatus.LOCAL:
             # Never written to the platform (an import kept in popsync): it all goes now.
             changed = [f for f in PLATFORM_FIELDS if _has_value(contact, f)]
             added_tags = list(contact.tags or [])
+    elif contact.sync_status == SyncStatus.LOCAL:
+        return False  # kept in popsync on purpose (an import without the platform): it stays local
     else:
         changed = [
             f for f in ("email_consent", "sms_consent") if f in _unsubscribed_fields(decision, contact)

@@ -139,3 +139,6 @@ class PushResult:
     conflicts: Mapping[str, str] = field(default_factory=dict)
     retry_after: float | None = None
     detail: str = ""
+    # What actually went to the platform: only these leave the contact's pending changes.
+    written: frozenset[str] = frozenset()
+    tags_written: tuple[str, ...] = ()

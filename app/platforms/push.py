@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from app.platforms.base import PlatformCustomer
 from app.platforms.base import PushOutcome
 from app.platforms.base import PushResult
 
-_CONSENT_IDENTIFIER = {"email_consent": "email", "sms_consent": "phone"}
+CONSENT_IDENTIFIER = {"email_consent": "email", "sms_consent": "phone"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class ContactSnapshot:
     tags: tuple[str, ...]  # the pending tags
     consent_updated_at: datetime | None = None
     consent_source: str | None = None
+    # Everything the contact holds for the platform: a new customer gets all of it, not only what changed.
+    all_values: Mapping[str, Any] = field(default_factory=dict)
+    all_tags: tuple[str, ...] = ()
 
 
 def _acceptable(customer: PlatformCustomer, snapshot: ContactSnapshot) -> bool:
@@ -64,13 +68,18 @@ def _holders(client: PlatformClient, snapshot: ContactSnapshot) -> dict[str, Pla
 def _write_without(
     snapshot: ContactSnapshot, left_out: Sequence[str], target: PlatformCustomer | None
 ) -> CustomerWrite:
-    """The write, minus identifiers another customer holds and the consent that needs them."""
-    values = {name: value for name, value in snapshot.values.items() if name in WRITABLE_FIELDS}
+    """The write: the pending values (everything, for a new customer), minus identifiers another customer
+    holds and any consent whose identifier the customer will not have (rule 8: a consent belongs to the
+    email or phone it was given with, never to another one the customer happens to hold)."""
+    source = snapshot.all_values if target is None else snapshot.values
+    values = {name: value for name, value in source.items() if name in WRITABLE_FIELDS and value is not None}
     for identifier in left_out:
         values.pop(identifier, None)
-    for consent, identifier in _CONSENT_IDENTIFIER.items():
-        has_identifier = (identifier in values) or (target is not None and getattr(target, identifier))
-        if consent in values and not has_identifier:
+    for consent, identifier in CONSENT_IDENTIFIER.items():
+        ours = getattr(snapshot, identifier)
+        theirs = getattr(target, identifier) if target is not None else None
+        same = ours is not None and theirs is not None and _same(identifier, theirs, ours)
+        if consent in values and identifier not in values and not same:
             values.pop(consent)
     return CustomerWrite(
         values=values,
@@ -79,34 +88,37 @@ def _write_without(
     )
 
 
+def _same(identifier: str, theirs: str, ours: str) -> bool:
+    return theirs.lower() == ours if identifier == "email" else theirs == ours
+
+
 def push_contact(client: PlatformClient, snapshot: ContactSnapshot) -> PushResult:
     """Write the snapshot's pending values and tags; RetryLater/AuthFailed/FailedForGood propagate."""
     target: PlatformCustomer | None = None
     if snapshot.platform_customer_id:
         target = client.fetch_customer(snapshot.platform_customer_id)  # None: deleted, write as unlinked
-    conflicts: dict[str, str] = {}
+    taken: dict[str, str] = {}  # identifiers the platform refused mid-write, and who holds them
     for _ in range(3):  # an identifier found taken mid-write is left out and the write tried again
         try:
-            return _push_once(client, snapshot, target, conflicts)
-        except IdentifierTaken as taken:
+            return _push_once(client, snapshot, target, taken)
+        except IdentifierTaken as error:
             holders = _holders(client, snapshot)
-            fresh = [f for f in taken.fields if f in holders and f not in conflicts]
+            fresh = [f for f in error.fields if f in holders and f not in taken]
             if not fresh:
-                raise
-            for field in fresh:
-                conflicts[field] = holders[field].id
+                return PushResult(
+                    PushOutcome.FAILED,
+                    detail=f"the platform says the {' and '.join(error.fields)} is taken, "
+                    "but no customer with it could be found",
+                )
+            for name in fresh:
+                taken[name] = holders[name].id
         except CustomerGone:
             target = None
-    return PushResult(
-        PushOutcome.FAILED, conflicts=conflicts, detail="the platform kept refusing the identifiers"
-    )
+    return PushResult(PushOutcome.FAILED, detail="the platform kept refusing the identifiers")
 
 
 def _push_once(
-    client: PlatformClient,
-    snapshot: ContactSnapshot,
-    target: PlatformCustomer | None,
-    conflicts: dict[str, str],
+    client: PlatformClient, snapshot: ContactSnapshot, target: PlatformCustomer | None, taken: dict[str, str]
 ) -> PushResult:
     holders = _holders(client, snapshot)
     if target is None:
@@ -115,29 +127,41 @@ def _push_once(
             if candidate is not None and _acceptable(candidate, snapshot):
                 target = candidate
                 break
-    for identifier, holder in holders.items():
-        if target is None or holder.id != target.id:
-            conflicts.setdefault(identifier, holder.id)
-    identifiers = [i for i in ("email", "phone") if getattr(snapshot, i)]
-    if target is None and identifiers and all(i in conflicts for i in identifiers):
-        return PushResult(
-            PushOutcome.NOTHING,
-            conflicts=dict(conflicts),
-            detail=_conflict_detail(conflicts, nothing_written=True),
-        )
+    # Recomputed on every try: a holder that turned out to be the target is no conflict.
+    conflicts = {name: holder.id for name, holder in holders.items()}
+    conflicts.update(taken)
+    if target is not None:
+        conflicts = {name: holder for name, holder in conflicts.items() if holder != target.id}
     write = _write_without(snapshot, list(conflicts), target)
+    if target is None and not any(i in write.values for i in ("email", "phone")):
+        # A new customer with neither identifier would be nobody: write nothing, name who holds them.
+        return PushResult(
+            PushOutcome.NOTHING, conflicts=conflicts, detail=_conflict_detail(conflicts, nothing_written=True)
+        )
     if target is None:
-        customer = client.create_customer(write, snapshot.tags)
+        tags = snapshot.all_tags
+        customer = client.create_customer(write, tags)
         outcome = PushOutcome.CREATED
     else:
+        tags = snapshot.tags
         customer = client.update_customer(target, write) if write.values else target
-        missing_tags = [tag for tag in snapshot.tags if tag not in customer.tags]
+        missing_tags = [tag for tag in tags if tag not in customer.tags]
         if missing_tags:
             customer = client.add_tags(customer, missing_tags)
         outcome = PushOutcome.UPDATED
+    written = frozenset(write.values)
     if conflicts:
-        return PushResult(PushOutcome.CONFLICT, customer, dict(conflicts), detail=_conflict_detail(conflicts))
-    return PushResult(outcome, customer, detail=f"{outcome.value} {customer.id}")
+        return PushResult(
+            PushOutcome.CONFLICT,
+            customer,
+            conflicts,
+            detail=_conflict_detail(conflicts),
+            written=written,
+            tags_written=tuple(tags),
+        )
+    return PushResult(
+        outcome, customer, detail=f"{outcome.value} {customer.id}", written=written, tags_written=tuple(tags)
+    )
 
 
 def _conflict_detail(conflicts: Mapping[str, str], nothing_written: bool = False) -> str:

@@ -35,21 +35,26 @@ def refresh_if_due(
     settings: Settings,
     shop_id: int,
     *,
-    force: bool = False,
+    refused_token: str | None = None,
     session: requests.Session | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> bool:
-    """Refresh the shop's access token when it is close to expiry (or ``force``, after a refusal).
+    """Refresh the shop's access token when it is close to expiry, or after the platform refused
+    ``refused_token`` (the sealed token as stored).
 
-    Returns True when a new token was stored. Raises the client's AuthFailed/RetryLater when the platform
+    Returns True when the shop has a new token: stored now, or already stored by another worker that
+    refreshed first (a refresh token is single-use and SHOPLINE refuses refreshes in quick succession, so
+    the second worker must not refresh again). Raises the client's AuthFailed/RetryLater when the platform
     refuses or cannot answer the refresh.
     """
     with db.write_transaction() as locked:
         shop = locked.scalars(sa.select(Shop).where(Shop.id == shop_id).with_for_update()).first()
         if shop is None or shop.platform != Platform.SHOPLINE:
             return False
+        if refused_token is not None and shop.access_token != refused_token:
+            return True
         expires_at = shop.access_token_expires_at
-        due = force or (expires_at is not None and expires_at - clock() < REFRESH_MARGIN)
+        due = refused_token is not None or (expires_at is not None and expires_at - clock() < REFRESH_MARGIN)
         if not due:
             return False
         from app.platforms.shopline import refresh_access_token

@@ -274,7 +274,9 @@ def test_an_expired_lease_is_reclaimed_and_looks_before_creating(
     # The worker died after the platform created the customer but before recording it.
     platform.add(email=A, first_name="Ann")
     assert worker.run_once() == 0  # leased: nobody else takes it
-    clock.advance(121)
+    clock.advance(301)
+    assert worker.run_once() == 0  # reclaimed, and backing off like any failed attempt
+    clock.advance(5)
     worker.run(until_idle=True)
     assert len(platform.customers) == 1
     assert "create" not in platform.calls
@@ -304,3 +306,161 @@ def test_claims_go_round_the_shops(app: Flask, worker: Worker, service: ContactS
     service.sync(other.id, Collected(email="x@example.com"), source=Source.FORM)
     claims = worker.claim(10)
     assert sorted(c.shop_id for c in claims) == sorted([shop.id, other.id])
+
+
+# --- regressions found in review ---------------------------------------------------------------------
+
+
+def test_consent_never_reaches_a_customer_with_another_phone(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database
+) -> None:
+    linked = platform.add(email=A, phone="+14155550000")
+    platform.add(email="x@example.com", phone=B)
+    service.sync(shop.id, Collected(email=A), source=Source.FORM)
+    worker.run(until_idle=True)
+    service.sync(
+        shop.id, Collected(email=A, phone=B, sms_consent=ConsentIntent.SUBSCRIBE), source=Source.FORM
+    )
+    worker.run(until_idle=True)
+    assert platform.customers[linked.id].sms_consent is None  # +14155550000 never consented
+    assert platform.customers[linked.id].phone == "+14155550000"
+
+
+def test_a_new_customer_gets_everything_the_contact_holds(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database
+) -> None:
+    result = service.sync(
+        shop.id, Collected(email=A, phone=B, first_name="Ann", tags=("popup",)), source=Source.FORM
+    )
+    worker.run(until_idle=True)
+    platform.customers.clear()  # the merchant deleted the customer
+    service.sync(shop.id, Collected(email=A, last_name="Lee"), source=Source.FORM)
+    worker.run(until_idle=True)
+    [customer] = platform.customers.values()
+    assert (customer.email, customer.phone, customer.first_name, customer.last_name) == (A, B, "Ann", "Lee")
+    assert customer.tags == ("popup",)
+    assert contact(db, result.contact_id).platform_customer_id == customer.id
+
+
+def test_nothing_written_keeps_everything_pending(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database
+) -> None:
+    by_email = platform.add(email=A, phone="+14155559999")
+    by_phone = platform.add(email="other@example.com", phone=B)
+    result = service.sync(
+        shop.id, Collected(email=A, phone=B, first_name="Ann", tags=("popup",)), source=Source.FORM
+    )
+    worker.run(until_idle=True)
+    saved = contact(db, result.contact_id)
+    assert saved.sync_status == "conflict"
+    assert "first_name" in saved.pending_fields
+    assert saved.pending_tags == ["popup"]
+    # The holders go away; the merchant retries: everything is written.
+    del platform.customers[by_email.id]
+    del platform.customers[by_phone.id]
+    assert requeue_failed(db, shop.id, [result.contact_id]) == 1
+    worker.run(until_idle=True)
+    [customer] = platform.customers.values()
+    assert (customer.email, customer.phone, customer.first_name, customer.tags) == (A, B, "Ann", ("popup",))
+    assert contact(db, result.contact_id).sync_status == "synced"
+
+
+def test_an_identifier_taken_by_nobody_found_fails_visibly(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database
+) -> None:
+    from app.platforms.base import IdentifierTaken
+
+    result = service.sync(shop.id, Collected(email=A), source=Source.FORM)
+    original = platform.create_customer
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise IdentifierTaken(["email"])
+
+    platform.create_customer = refuse  # type: ignore[method-assign]
+    worker.run(until_idle=True)
+    saved = contact(db, result.contact_id)
+    assert saved.sync_status == "failed"
+    assert "taken" in saved.sync_detail
+    platform.create_customer = original  # type: ignore[method-assign]
+    assert requeue_failed(db, shop.id) == 1
+    worker.run(until_idle=True)
+    assert contact(db, result.contact_id).sync_status == "synced"
+
+
+def test_a_customer_appearing_mid_push_is_the_target_not_a_conflict(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database
+) -> None:
+    from app.platforms.base import IdentifierTaken
+
+    result = service.sync(shop.id, Collected(email=A, first_name="Ann"), source=Source.FORM)
+    original = platform.create_customer
+
+    def someone_was_faster(*args: object, **kwargs: object) -> object:
+        platform.create_customer = original  # type: ignore[method-assign]
+        platform.add(email=A)  # e.g. the shopper signed up on the storefront meanwhile
+        raise IdentifierTaken(["email"])
+
+    platform.create_customer = someone_was_faster  # type: ignore[method-assign]
+    worker.run(until_idle=True)
+    [customer] = platform.customers.values()
+    saved = contact(db, result.contact_id)
+    assert saved.platform_customer_id == customer.id
+    assert saved.sync_status == "synced"
+    assert customer.first_name == "Ann"
+
+
+def test_a_late_outcome_after_a_takeover_is_dropped(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database, clock: Clock
+) -> None:
+    service.sync(shop.id, Collected(email=A), source=Source.FORM)
+    [slow] = worker.claim(10)
+    clock.advance(301)  # the slow worker's lease runs out; another takes the row over and finishes it
+    worker.run_once()
+    clock.advance(5)
+    worker.run(until_idle=True)
+    [row] = outbox(db)
+    assert row.status == "done"
+    worker.process(slow)  # the slow worker finally answers: its outcome must not touch the row
+    assert [r.status for r in outbox(db)] == ["done"]
+    assert len(platform.customers) == 1
+
+
+def test_a_tag_removed_on_the_platform_is_not_put_back(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform
+) -> None:
+    import dataclasses
+
+    service.sync(shop.id, Collected(email=A, tags=("popup",)), source=Source.FORM)
+    worker.run(until_idle=True)
+    [customer_id] = platform.customers
+    platform.customers[customer_id] = dataclasses.replace(platform.customers[customer_id], tags=())
+    service.sync(shop.id, Collected(email=A, tags=("spring",)), source=Source.FORM)
+    worker.run(until_idle=True)
+    assert platform.customers[customer_id].tags == ("spring",)
+
+
+def test_a_logged_in_customers_identifiers_lift_no_erasure(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database
+) -> None:
+    customer = platform.add(email=A)
+    with db.write_transaction() as session:
+        service.suppress(session, shop.id, "email", A)
+    service.sync(shop.id, Collected(first_name="Ann", customer_id=customer.id), source=Source.FORM)
+    worker.run(until_idle=True)
+    with db.sessionmaker() as session:
+        assert session.scalars(sa.select(Contact)).all() == []
+
+
+def test_an_unsubscribe_never_pushes_a_local_contact(
+    worker: Worker, service: ContactService, shop: Shop, platform: MemoryPlatform, db: Database
+) -> None:
+    local = service.sync(shop.id, Collected(email=A, phone=B, may_resubscribe=False), source=Source.IMPORT)
+    service.sync(
+        shop.id,
+        Collected(email=A, email_consent=ConsentIntent.UNSUBSCRIBE, may_resubscribe=False),
+        source=Source.IMPORT,
+        write_platform=True,
+    )
+    worker.run(until_idle=True)
+    assert contact(db, local.contact_id).sync_status in ("local", "synced")
+    assert all(c.email == A for c in platform.customers.values())

@@ -25,7 +25,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.sync_give_up_after == 3600
     assert settings.environment == "production"
     assert settings.platform_timeout == 10.0
-    assert settings.worker_lease == 120.0
+    assert settings.worker_lease == 300.0
     assert settings.shopline_requests_per_second == 4.0
 
 
