@@ -33,6 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.crypto import Keyring
     from app.ops import views as ops
     from app.storefront import views as storefront
+    from app.webhooks import views as webhooks
 
     database = db.Database(settings.database_url, engine=source.get("DATABASE_ENGINE"))
     db.init_app(app, database)
@@ -43,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(storefront.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(webhooks.bp)
     errors.init_app(app)
     logging.getLogger("popsync").setLevel(logging.INFO)
     return app

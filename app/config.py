@@ -55,6 +55,8 @@ class Settings:
     app_url: str = DEFAULT_APP_URL
     shopify_api_key: str = ""
     shopify_api_secret: str = ""
+    # The previous secret, accepted on webhooks while Shopify rotates the app's secret.
+    shopify_api_secret_previous: str = ""
     shopify_api_version: str = "2026-10"
     shopline_app_key: str = ""
     shopline_app_secret: str = ""
@@ -112,6 +114,7 @@ class Settings:
             app_url=_origin("APP_URL", env.get("APP_URL", DEFAULT_APP_URL)),
             shopify_api_key=env.get("SHOPIFY_API_KEY", "").strip(),
             shopify_api_secret=env.get("SHOPIFY_API_SECRET", "").strip(),
+            shopify_api_secret_previous=env.get("SHOPIFY_API_SECRET_PREVIOUS", "").strip(),
             shopify_api_version=env.get("SHOPIFY_API_VERSION", "2026-10").strip() or "2026-10",
             shopline_app_key=env.get("SHOPLINE_APP_KEY", "").strip(),
             shopline_app_secret=env.get("SHOPLINE_APP_SECRET", "").strip(),

@@ -54,3 +54,4 @@ class OutboxStatus(StrEnum):
 class OutboxKind(StrEnum):
     PUSH_CONTACT = "push_contact"
     IDENTIFY_CUSTOMER = "identify_customer"
+    WEBHOOK = "webhook"

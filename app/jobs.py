@@ -32,6 +32,7 @@ from app.contacts.normalize import normalize_email
 from app.contacts.rules import Collected
 from app.contacts.service import PLATFORM_FIELDS
 from app.contacts.service import ContactService
+from app.contacts.service import MirrorService
 from app.contacts.service import enqueue_pushes
 from app.crypto import Keyring
 from app.db import Database
@@ -45,6 +46,7 @@ from app.enums import SyncStatus
 from app.models import Contact
 from app.models import OutboxItem
 from app.models import Shop
+from app.models import WebhookDelivery
 from app.platforms import client_for
 from app.platforms.base import AuthFailed
 from app.platforms.base import FailedForGood
@@ -107,6 +109,7 @@ class Worker:
         self._session = requests.Session()
         self.client_factory = client_factory or self._default_client
         self._budget_ready_in: float | None = None
+        self.mirror = MirrorService(contacts)
 
     def _default_client(self, shop: Shop) -> PlatformClient:
         return client_for(
@@ -276,6 +279,8 @@ class Worker:
                 self._push(claim)
             elif claim.kind == OutboxKind.IDENTIFY_CUSTOMER:
                 self._identify(claim)
+            elif claim.kind == OutboxKind.WEBHOOK:
+                self._webhook(claim)
             else:
                 self._finish(claim, OutboxStatus.DEAD, error=f"unknown job kind {claim.kind!r}")
         except Exception:
@@ -427,6 +432,30 @@ class Worker:
         )
         self._finish(claim, OutboxStatus.DONE)
 
+    def _webhook(self, claim: Claim) -> None:
+        """Hand a recorded webhook to its topic's handler (app/webhooks/handlers.py)."""
+        from app.webhooks.handlers import HANDLERS
+        from app.webhooks.handlers import WebhookContext
+
+        with self.db.sessionmaker() as session:
+            delivery = session.get(WebhookDelivery, claim.payload.get("delivery_id"))
+            shop = session.get(Shop, claim.shop_id)
+        if delivery is None or shop is None:
+            self._finish(claim, OutboxStatus.DONE, error="the delivery or its shop is gone")
+            return
+        handler = HANDLERS.get(delivery.platform, {}).get(delivery.topic)
+        if handler is None:
+            self._finish(claim, OutboxStatus.DONE, error=f"no handler for {delivery.topic}")
+            return
+        context = WebhookContext(self.mirror, shop, delivery.platform, delivery.id)
+        outcome = handler(context, dict(delivery.payload))
+        log.info("webhook %s %s: %s", delivery.platform, delivery.topic, outcome)
+        with self.db.write_transaction() as session:
+            recorded = session.get(WebhookDelivery, delivery.id)
+            if recorded is not None:
+                recorded.processed_at = self.clock()
+        self._finish(claim, OutboxStatus.DONE)
+
     def _client(self, shop: Shop) -> PlatformClient:
         """The shop's client, after refreshing a token that is about to expire (SHOPLINE's live 10 hours)."""
         if shop.platform == Platform.SHOPLINE and refresh_if_due(
@@ -525,7 +554,9 @@ class Worker:
 def _owned_row(session: Session, claim: Claim) -> OutboxItem | None:
     """The claimed row, if this worker still holds its lease (else another worker took it over)."""
     row = session.scalars(sa.select(OutboxItem).where(OutboxItem.id == claim.id).with_for_update()).first()
-    if row is None or row.status != OutboxStatus.RUNNING or row.leased_until != claim.leased_until:
+    if row is None:
+        return None  # gone with its shop (an erased shop takes its jobs with it)
+    if row.status != OutboxStatus.RUNNING or row.leased_until != claim.leased_until:
         log.warning("outbox row %s was taken over after its lease ran out; its outcome is dropped", claim.id)
         return None
     return row

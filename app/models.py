@@ -210,3 +210,34 @@ class PlatformBudget(Base):
     available: Mapped[float] = mapped_column(sa.Float)
     restore_rate: Mapped[float] = mapped_column(sa.Float)  # units per second
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """A platform webhook, recorded before it is answered and handled by the worker; kept once."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (sa.UniqueConstraint("platform", "webhook_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(sa.String(16))
+    webhook_id: Mapped[str] = mapped_column(sa.String(128))
+    topic: Mapped[str] = mapped_column(sa.String(64))
+    shop_domain: Mapped[str] = mapped_column(sa.String(255))
+    shop_id: Mapped[int | None] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DataRequest(Base):
+    """A person's data, gathered for a privacy request (``customers/data_request``), for the merchant to
+    download from the admin."""
+
+    __tablename__ = "data_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What the platform asked about (customer id, email, phone) and what popsync holds of that person.
+    subject: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    export: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)

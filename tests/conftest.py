@@ -133,8 +133,14 @@ def app_config(database_url: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(engine: sa.Engine, connection: sa.Connection, tmp_path: Path) -> Flask:
-    config = app_config(engine.url.render_as_string(hide_password=False), DATABASE_ENGINE=engine)
+def app_extra() -> dict[str, Any]:
+    """Settings a test module adds to the app's (override this fixture in the module)."""
+    return {}
+
+
+@pytest.fixture
+def app(engine: sa.Engine, connection: sa.Connection, tmp_path: Path, app_extra: dict[str, Any]) -> Flask:
+    config = app_config(engine.url.render_as_string(hide_password=False), DATABASE_ENGINE=engine, **app_extra)
     application = create_app(config)
     application.config["TESTING"] = True
     get_database(application).bind_to(connection)

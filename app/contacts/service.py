@@ -453,3 +453,183 @@ def init_app(app: Any, service: ContactService) -> None:
 
 def get_service() -> ContactService:
     return current_app.extensions["popsync.contacts"]
+
+
+# --- what the platforms tell us ----------------------------------------------------------------------
+
+MIRRORED_FIELDS = ("email", "phone", "first_name", "last_name", "country")
+
+
+@dataclass(frozen=True)
+class MirroredCustomer:
+    """A platform customer as a webhook or a backfill reports it, normalised (invalid values dropped)."""
+
+    id: str
+    updated_at: datetime | None
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    country: str | None = None
+
+
+class MirrorService:
+    """Applies platform changes to the contact list (the contract's webhook paragraph). Never writes back:
+    a mirrored value leaves the contact's pending platform changes."""
+
+    def __init__(self, contacts: ContactService) -> None:
+        self.contacts = contacts
+
+    def mirror(
+        self, shop_id: int, customer: MirroredCustomer, *, event: Mapping[str, Any] | None = None
+    ) -> str:
+        """Apply one customer's non-empty values to its linked contacts (or link one by rules 2-4, or add a
+        contact with source ``platform``), only when ``updated_at`` is strictly newer than the last platform
+        change applied. Returns what happened, in words."""
+        db = self.contacts.db
+        with db.write_transaction() as session:
+            lock_identifiers(
+                session,
+                [
+                    identifier_lock_key(shop_id, kind, value)
+                    for kind, value in (("email", customer.email), ("phone", customer.phone))
+                    if value
+                ],
+            )
+            linked = list(
+                session.scalars(
+                    sa.select(Contact)
+                    .where(Contact.shop_id == shop_id, Contact.platform_customer_id == customer.id)
+                    .with_for_update()
+                )
+            )
+            if linked:
+                applied = [self._apply_mirror(session, contact, customer, event) for contact in linked]
+                return "applied" if any(applied) else "ignored: not newer than the last change applied"
+        if not customer.email and not customer.phone:
+            return "ignored: no email or phone"
+        collected = Collected(
+            email=customer.email,
+            phone=customer.phone,
+            first_name=customer.first_name,
+            last_name=customer.last_name,
+            country=customer.country,
+        )
+        result = self.contacts.sync(
+            shop_id,
+            collected,
+            source=Source.PLATFORM,
+            evidence={"customer_id": customer.id, **(event or {})},
+            write_platform=False,
+            link_customer_id=customer.id,
+            lift_suppression=False,
+        )
+        if result.contact_id is None:
+            return f"ignored: {result.reason}"
+        with db.write_transaction() as session:
+            contact = session.get(Contact, result.contact_id)
+            if contact is not None:
+                contact.pending_fields = [f for f in contact.pending_fields if f not in result.changed]
+                if contact.platform_customer_id == customer.id and customer.updated_at is not None:
+                    contact.platform_updated_at = max(
+                        customer.updated_at, contact.platform_updated_at or customer.updated_at
+                    )
+        return "created" if result.action is Action.CREATE else "linked"
+
+    def _apply_mirror(
+        self, session: Session, contact: Contact, customer: MirroredCustomer, event: Mapping[str, Any] | None
+    ) -> bool:
+        if (
+            customer.updated_at is not None
+            and contact.platform_updated_at is not None
+            and customer.updated_at <= contact.platform_updated_at
+        ):
+            return False  # the echo of our own write, or a late, out-of-order delivery
+        now = self.contacts.clock()
+        changed = {
+            name: getattr(customer, name)
+            for name in MIRRORED_FIELDS
+            if getattr(customer, name) and getattr(customer, name) != getattr(contact, name)
+        }
+        _set_values(contact, changed, Source.PLATFORM, now)
+        contact.pending_fields = [f for f in contact.pending_fields if f not in changed]
+        if customer.updated_at is not None:
+            contact.platform_updated_at = customer.updated_at
+        session.add(
+            ContactEvent(
+                shop_id=contact.shop_id,
+                contact_id=contact.id,
+                kind=EventKind.MIRRORED,
+                occurred_at=now,
+                data={"customer_id": customer.id, "changed": sorted(changed), **(event or {})},
+            )
+        )
+        return True
+
+    def unsubscribe_identifier(self, shop_id: int, channel: str, value: str, *, source: Source) -> int:
+        """Rule 8: an unsubscribe reaches every contact holding that email or phone; returns how many."""
+        identifier = rules.CHANNEL_IDENTIFIER[channel]
+        consent_field = rules.CONSENT_FIELDS[channel]
+        now = self.contacts.clock()
+        with self.contacts.db.write_transaction() as session:
+            lock_identifiers(session, [identifier_lock_key(shop_id, identifier, value)])
+            holders = session.scalars(
+                sa.select(Contact)
+                .where(
+                    Contact.shop_id == shop_id,
+                    getattr(Contact, identifier) == value,
+                    getattr(Contact, consent_field) != "unsubscribed",
+                )
+                .with_for_update()
+            ).all()
+            for contact in holders:
+                _set_values(contact, {consent_field: "unsubscribed"}, source, now)
+                session.add(
+                    ContactEvent(
+                        shop_id=shop_id,
+                        contact_id=contact.id,
+                        kind=EventKind.UNSUBSCRIBED,
+                        occurred_at=now,
+                        data={"channel": channel, "source": str(source)},
+                    )
+                )
+            return len(holders)
+
+    def unlink(self, shop_id: int, customer_id: str) -> int:
+        """The platform customer was deleted: its contacts stay in the list, unlinked."""
+        with self.contacts.db.write_transaction() as session:
+            result = session.execute(
+                sa.update(Contact)
+                .where(Contact.shop_id == shop_id, Contact.platform_customer_id == customer_id)
+                .values(platform_customer_id=None, platform_updated_at=None)
+            )
+            return result.rowcount or 0
+
+    def erase_person(
+        self, shop_id: int, *, customer_id: str | None, emails: list[str], phones: list[str]
+    ) -> int:
+        """Rule 11: delete the person's contacts and events; keep their identifiers only as keyed hashes."""
+        with self.contacts.db.write_transaction() as session:
+            conditions = []
+            if customer_id:
+                conditions.append(Contact.platform_customer_id == customer_id)
+            if emails:
+                conditions.append(Contact.email.in_(emails))
+            if phones:
+                conditions.append(Contact.phone.in_(phones))
+            doomed = (
+                session.scalars(
+                    sa.select(Contact).where(Contact.shop_id == shop_id, sa.or_(*conditions))
+                ).all()
+                if conditions
+                else []
+            )
+            all_emails = set(emails) | {c.email for c in doomed if c.email}
+            all_phones = set(phones) | {c.phone for c in doomed if c.phone}
+            for email in sorted(all_emails):
+                self.contacts.suppress(session, shop_id, "email", email)
+            for phone in sorted(all_phones):
+                self.contacts.suppress(session, shop_id, "phone", phone)
+            if doomed:
+                session.execute(sa.delete(Contact).where(Contact.id.in_([c.id for c in doomed])))
+            return len(doomed)
