@@ -29,6 +29,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import db
     from app import errors
     from app.admin import api
+    from app.auth import shopify as shopify_auth
+    from app.auth import shopline as shopline_auth
     from app.contacts import service
     from app.crypto import Keyring
     from app.ops import views as ops
@@ -45,6 +47,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(shopline_auth.bp)
+    app.register_blueprint(shopify_auth.bp)
     errors.init_app(app)
     logging.getLogger("popsync").setLevel(logging.INFO)
     return app

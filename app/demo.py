@@ -53,9 +53,9 @@ def demo_environment(port: int, base: dict[str, str] | None = None) -> dict[str,
     env["SHOPLINE_ADMIN_ORIGIN"] = origin
     # Webhooks from the development store are signed with these; real secrets are never needed here.
     env.setdefault("SHOPIFY_API_KEY", "popsync-demo")
-    env.setdefault("SHOPIFY_API_SECRET", "popsync-demo-shopify-secret")
+    env.setdefault("SHOPIFY_API_SECRET", "popsync-demo-shopify-app-secret-0001")
     env.setdefault("SHOPLINE_APP_KEY", "popsync-demo")
-    env.setdefault("SHOPLINE_APP_SECRET", "popsync-demo-shopline-secret")
+    env.setdefault("SHOPLINE_APP_SECRET", "popsync-demo-shopline-app-secret-001")
     return env
 
 

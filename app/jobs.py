@@ -457,8 +457,9 @@ class Worker:
         self._finish(claim, OutboxStatus.DONE)
 
     def _client(self, shop: Shop) -> PlatformClient:
-        """The shop's client, after refreshing a token that is about to expire (SHOPLINE's live 10 hours)."""
-        if shop.platform == Platform.SHOPLINE and refresh_if_due(
+        """The shop's client, after refreshing a token that is about to expire (SHOPLINE's live 10 hours,
+        Shopify's expiring offline tokens one hour)."""
+        if refresh_if_due(
             self.db, self.keyring, self.settings, shop.id, session=self._session, clock=self.clock
         ):
             with self.db.sessionmaker() as session:
@@ -468,28 +469,26 @@ class Worker:
     def _token_refused(self, claim: Claim, shop: Shop, reason: str, *, contact_id: int | None) -> None:
         """A refused token: refresh it once if the platform allows (then the job runs again at once);
         otherwise the shop needs re-authorisation."""
-        if shop.platform == Platform.SHOPLINE:
-            try:
-                refreshed = refresh_if_due(
-                    self.db,
-                    self.keyring,
-                    self.settings,
-                    shop.id,
-                    refused_token=shop.access_token,
-                    session=self._session,
-                    clock=self.clock,
-                )
-            except RetryLater as retry:
-                self._after_failure(claim, retry, contact_id=contact_id)
-                return
-            except (AuthFailed, FailedForGood) as error:
-                reason = f"{reason}; the refresh failed too: {error}"
-                refreshed = False
-            if refreshed:
-                self._after_failure(
-                    claim, RetryLater("token refreshed", 0, throttled=True), contact_id=contact_id
-                )
-                return
+        try:
+            refreshed = refresh_if_due(
+                self.db,
+                self.keyring,
+                self.settings,
+                shop.id,
+                refused_token=shop.access_token,
+                session=self._session,
+                clock=self.clock,
+            )
+        except RetryLater as retry:
+            self._after_failure(claim, retry, contact_id=contact_id)
+            return
+        except (AuthFailed, FailedForGood) as error:
+            reason = f"{reason}; the refresh failed too: {error}"
+            refreshed = False
+        if refreshed:
+            # Not throttled: a token refused again and again backs off and is given up like a failure.
+            self._after_failure(claim, RetryLater("the token was refreshed", 0), contact_id=contact_id)
+            return
         self._shop_needs_reauth(claim, reason)
 
     # --- outcomes ------------------------------------------------------------------------------------

@@ -45,11 +45,13 @@ th{background:#f6f6f7}h2{font-size:1.05rem;margin-top:2rem}.muted{color:#6d7175}
 
 def create_devstore(store: DevStore) -> Flask:
     from app.platforms.devstore import shopify_api
+    from app.platforms.devstore import shopify_oauth
     from app.platforms.devstore import shopline_api
 
     app = Flask(__name__)
     app.extensions["devstore"] = store
     app.register_blueprint(shopify_api.bp)
+    app.register_blueprint(shopify_oauth.bp)
     app.register_blueprint(shopline_api.bp)
 
     @app.get("/devstore/customers")

@@ -9,6 +9,10 @@ Routes (``<version>`` is any ``vYYYYMMDD``):
 - ``POST customers/query_user_by_email.json``, ``GET customers/v2/search.json`` (fuzzy ``query_param`` over
   email, names and phone digits), ``GET v2/customers.json``, ``GET customers/v2/<id>.json``,
   ``POST customers.json``, ``PUT customers/<id>.json``, under ``/admin/openapi/<version>/``.
+- Webhook subscriptions per shop (reference/shopline.md §2.1), under the same prefix: ``GET webhooks.json``,
+  ``GET webhooks/count.json``, ``POST webhooks.json`` (``{"webhook": {"topic", "address", "api_version"}}``),
+  ``PUT <id>/webhooks.json`` (only the address changes) and ``DELETE <id>/webhooks.json``. They are kept, not
+  yet used for delivery: the store sends its webhooks to the app URL it was given.
 
 It keeps SHOPLINE's rules as reference/shopline.md describes them: one customer per email and per phone
 (422 ``{"errors": "Email has already been taken"}``), field formats and limits (422), a leaky bucket per
@@ -88,6 +92,27 @@ ADDRESS_KEYS = (
 )
 GENDERS = {0: "others", 1: "male", 2: "female", 3: "secret"}
 NOT_SUBSCRIBED = 2
+WEBHOOK_ADDRESS_MAX = 255
+# The oldest api_version a subscription may name (older events are configured in the Partner Portal).
+WEBHOOK_MIN_VERSION = "v20240601"
+# The topics of reference/shopline.md §2.5 (the official SDK's GetSupportedTopic, the ones that concern us).
+WEBHOOK_TOPICS = frozenset(
+    {
+        "customers/create",
+        "customers/update",
+        "customers/delete",
+        "customers/enable",
+        "customers/disable",
+        "customers_marketing_consent/update",
+        "customer_groups/create",
+        "customer_groups/update",
+        "customer_groups/delete",
+        "customers/action",
+        "apps/installed_uninstalled",
+        "customers/redact",
+        "merchants/redact",
+    }
+)
 _VERSION = re.compile(r"^v\d{8}$")
 _SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}\.myshopline\.com$")
 _CONSENT_WORDS = {0: "unsubscribed", 1: "subscribed", 2: "not_subscribed", 3: "pending"}
@@ -117,6 +142,20 @@ customers = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.UniqueConstraint("shop_id", "email"),
     sa.UniqueConstraint("shop_id", "phone"),
+)
+
+# The shops' webhook subscriptions (§2.1); ids are small integers, as SHOPLINE's are.
+webhooks = sa.Table(
+    "devstore_shopline_webhooks",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("shop_id", sa.Integer, sa.ForeignKey(shops.c.id), nullable=False),
+    sa.Column("topic", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(WEBHOOK_ADDRESS_MAX), nullable=False),
+    sa.Column("api_version", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # naive UTC
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("shop_id", "topic", "address"),
 )
 
 # Expiry of the tokens this store minted; tokens registered directly (``popsync shops add``) never expire.
@@ -641,6 +680,174 @@ def update_customer(shop: ShopContext, customer_id: str) -> Any:
             payload = customer_json(_one(connection, shop.id, row.pk))
         store.webhooks.send("shopline", "customers/update", shop.domain, payload)
     return _answer_write(store, payload)
+
+
+# -- webhook subscriptions ------------------------------------------------------------------------------
+
+
+def webhook_json(row: Any) -> dict[str, Any]:
+    """A subscription as SHOPLINE's webhook endpoints answer it."""
+    return {
+        "id": row.id,
+        "topic": row.topic,
+        "address": row.address,
+        "api_version": row.api_version,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def _webhook_address(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Refused(422, "address is required")
+    value = value.strip()
+    if len(value) > WEBHOOK_ADDRESS_MAX:
+        raise Refused(422, f"address is too long (maximum is {WEBHOOK_ADDRESS_MAX} characters)")
+    # SHOPLINE wants HTTPS; the development store also takes the app's plain-HTTP development address.
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s#]*)?", value):
+        raise Refused(422, "address must be an http(s) URL")
+    return value
+
+
+def _webhook_body() -> dict[str, Any]:
+    webhook = _body().get("webhook")
+    if not isinstance(webhook, dict):
+        raise Refused(400, "webhook is required")
+    return webhook
+
+
+def _one_webhook(connection: sa.Connection, shop_id: int, webhook_id: str) -> Any:
+    if not webhook_id.isascii() or not webhook_id.isdigit():
+        return None
+    return connection.execute(
+        sa.select(webhooks).where(webhooks.c.shop_id == shop_id, webhooks.c.id == int(webhook_id))
+    ).first()
+
+
+@bp.get(f"{API}/webhooks.json")
+@api
+def list_webhooks(shop: ShopContext) -> Any:
+    """The shop's webhook subscriptions (this app's), oldest first."""
+    store = _store()
+    with store.lock, store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(webhooks).where(webhooks.c.shop_id == shop.id).order_by(webhooks.c.id)
+        ).all()
+    return jsonify({"webhooks": [webhook_json(row) for row in rows]})
+
+
+@bp.get(f"{API}/webhooks/count.json")
+@api
+def count_webhooks(shop: ShopContext) -> Any:
+    """How many webhook subscriptions the shop has."""
+    store = _store()
+    with store.lock, store.engine.connect() as connection:
+        count = connection.execute(
+            sa.select(sa.func.count()).select_from(webhooks).where(webhooks.c.shop_id == shop.id)
+        ).scalar_one()
+    return jsonify({"count": count})
+
+
+@bp.post(f"{API}/webhooks.json")
+@api
+def create_webhook(shop: ShopContext) -> Any:
+    """Subscribe the shop to a topic at an address; 422 for an unknown topic, a bad address or version, or
+    a subscription that already exists."""
+    fields = _webhook_body()
+    topic = fields.get("topic")
+    if not isinstance(topic, str) or topic not in WEBHOOK_TOPICS:
+        raise Refused(422, "topic is not supported")
+    address = _webhook_address(fields.get("address"))
+    version = fields.get("api_version")
+    if not isinstance(version, str) or not _VERSION.fullmatch(version) or version < WEBHOOK_MIN_VERSION:
+        raise Refused(422, f"api_version must be {WEBHOOK_MIN_VERSION} or later")
+    store = _store()
+    moment = _utc_naive(now_utc())
+    with store.lock, store.engine.begin() as connection:
+        exists = connection.execute(
+            sa.select(webhooks.c.id).where(
+                webhooks.c.shop_id == shop.id, webhooks.c.topic == topic, webhooks.c.address == address
+            )
+        ).first()
+        if exists is not None:
+            raise Refused(422, "topic and address have already been taken")
+        webhook_id = connection.execute(
+            webhooks.insert().values(
+                shop_id=shop.id,
+                topic=topic,
+                address=address,
+                api_version=version,
+                created_at=moment,
+                updated_at=moment,
+            )
+        ).inserted_primary_key[0]
+        row = _one_webhook(connection, shop.id, str(webhook_id))
+    return jsonify({"webhook": webhook_json(row)})
+
+
+@bp.put(f"{API}/<webhook_id>/webhooks.json")
+@api
+def update_webhook(shop: ShopContext, webhook_id: str) -> Any:
+    """Change a subscription's address (the only thing SHOPLINE lets change); 404 if the shop has none."""
+    address = _webhook_address(_webhook_body().get("address"))
+    store = _store()
+    with store.lock, store.engine.begin() as connection:
+        row = _one_webhook(connection, shop.id, webhook_id)
+        if row is None:
+            raise Refused(404, "The webhook does not exist.")
+        clash = connection.execute(
+            sa.select(webhooks.c.id).where(
+                webhooks.c.shop_id == shop.id,
+                webhooks.c.topic == row.topic,
+                webhooks.c.address == address,
+                webhooks.c.id != row.id,
+            )
+        ).first()
+        if clash is not None:
+            raise Refused(422, "topic and address have already been taken")
+        connection.execute(
+            webhooks.update()
+            .where(webhooks.c.id == row.id)
+            .values(address=address, updated_at=_utc_naive(now_utc()))
+        )
+        row = _one_webhook(connection, shop.id, webhook_id)
+    return jsonify({"webhook": webhook_json(row)})
+
+
+@bp.delete(f"{API}/<webhook_id>/webhooks.json")
+@api
+def delete_webhook(shop: ShopContext, webhook_id: str) -> Any:
+    """Unsubscribe; 404 if the shop has no such subscription."""
+    store = _store()
+    with store.lock, store.engine.begin() as connection:
+        row = _one_webhook(connection, shop.id, webhook_id)
+        if row is None:
+            raise Refused(404, "The webhook does not exist.")
+        connection.execute(webhooks.delete().where(webhooks.c.id == row.id))
+    return jsonify({})
+
+
+def list_subscriptions(store: DevStore, domain: str) -> list[dict[str, Any]]:
+    """A shop's webhook subscriptions, for tests and the development tools (no token needed)."""
+    with store.lock, store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(webhooks)
+            .join(shops, shops.c.id == webhooks.c.shop_id)
+            .where(shops.c.platform == "shopline", shops.c.domain == domain)
+            .order_by(webhooks.c.id)
+        ).all()
+    return [webhook_json(row) for row in rows]
+
+
+def drop_subscription(store: DevStore, domain: str, topic: str) -> int:
+    """Delete a shop's subscriptions to ``topic``, as SHOPLINE does after 19 failed deliveries (§2.4);
+    returns how many were deleted."""
+    with store.lock, store.engine.begin() as connection:
+        shop_ids = sa.select(shops.c.id).where(shops.c.platform == "shopline", shops.c.domain == domain)
+        result = connection.execute(
+            webhooks.delete().where(webhooks.c.shop_id.in_(shop_ids), webhooks.c.topic == topic)
+        )
+    return result.rowcount
 
 
 # -- tokens ---------------------------------------------------------------------------------------------

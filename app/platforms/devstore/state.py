@@ -232,6 +232,7 @@ class DevStore:
         self.clock = clock
         # Imported for their tables on METADATA.
         from app.platforms.devstore import shopify_api  # noqa: F401
+        from app.platforms.devstore import shopify_oauth  # noqa: F401
         from app.platforms.devstore import shopline_api  # noqa: F401
 
         METADATA.create_all(self.engine)
