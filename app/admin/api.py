@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint
 from flask import abort
 from flask import g
@@ -18,6 +19,7 @@ from app.db import get_database
 from app.db import request_session
 from app.models import Contact
 from app.models import ContactEvent
+from app.models import DataRequest
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
@@ -108,3 +110,34 @@ def retry_all_sync() -> Any:
     shop_id = g.shop.id
     request_session().close()
     return jsonify({"ok": True, "queued": requeue_failed(get_database(), shop_id)}), 202
+
+
+@bp.get("/data-requests")
+@require_shop
+def list_data_requests() -> Any:
+    """The shop's privacy data requests (``customers/data_request``), newest first, each with its date."""
+    rows = request_session().scalars(
+        sa.select(DataRequest).where(DataRequest.shop_id == g.shop.id).order_by(DataRequest.id.desc())
+    )
+    return jsonify(
+        {
+            "data_requests": [
+                {"id": r.id, "requested_at": r.requested_at.isoformat(), "subject": r.subject} for r in rows
+            ]
+        }
+    )
+
+
+@bp.get("/data-requests/<int:request_id>")
+@require_shop
+def download_data_request(request_id: int) -> Any:
+    """One data request's export: the person's data as a JSON file to hand to them."""
+    row = request_session().scalar(
+        sa.select(DataRequest).where(DataRequest.shop_id == g.shop.id, DataRequest.id == request_id)
+    )
+    if row is None:
+        abort(404, description="no such data request")
+    body = {"requested_at": row.requested_at.isoformat(), "subject": row.subject, **row.export}
+    response = jsonify(body)
+    response.headers["Content-Disposition"] = f'attachment; filename="data-request-{row.id}.json"'
+    return response

@@ -354,3 +354,23 @@ def test_shopline_webhooks_accept_hex_and_base64_and_uninstall(
     shopline(client, "apps/installed_uninstalled", {"handle": "demo", "operate": "UNINSTALL"})
     with db.sessionmaker() as session:
         assert session.get(Shop, shop.id).uninstalled_at is not None
+
+
+def test_the_merchant_downloads_a_data_request(
+    app: Flask, client: FlaskClient, db: Database, shop: Shop, service: ContactService, worker: Worker
+) -> None:
+    from tests.conftest import add_api_key
+
+    linked_contact(service, db, shop, datetime.now(UTC))
+    shopify(client, "customers/data_request", {"customer": {"id": 42, "email": A}, "data_request": {"id": 9}})
+    worker.run(until_idle=True)
+    auth = {"Authorization": f"Bearer {add_api_key(app, shop)}"}
+    [listed] = client.get("/api/v1/data-requests", headers=auth).json["data_requests"]
+    assert listed["subject"]["customer_id"] == GID
+    download = client.get(f"/api/v1/data-requests/{listed['id']}", headers=auth)
+    assert "attachment" in download.headers["Content-Disposition"]
+    assert download.json["contacts"][0]["email"] == A
+    other = add_shop(app, "other.myshopify.com")
+    other_auth = {"Authorization": f"Bearer {add_api_key(app, other)}"}
+    assert client.get(f"/api/v1/data-requests/{listed['id']}", headers=other_auth).status_code == 404
+    assert client.get("/api/v1/data-requests", headers=other_auth).json["data_requests"] == []
