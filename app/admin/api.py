@@ -12,6 +12,7 @@ from flask import jsonify
 from flask import request
 
 from app.auth.admin import require_shop
+from app.config import current_settings
 from app.contacts import queries
 from app.contacts.normalize import FieldError
 from app.contacts.rules import display_name
@@ -141,3 +142,11 @@ def download_data_request(request_id: int) -> Any:
     response = jsonify(body)
     response.headers["Content-Disposition"] = f'attachment; filename="data-request-{row.id}.json"'
     return response
+
+
+@bp.get("/openapi.json")
+def openapi_description() -> Any:
+    """The OpenAPI 3.1 description of this API and the storefront routes (public: it holds no data)."""
+    from app.admin.openapi import build_description
+
+    return jsonify(build_description(current_settings().app_url))

@@ -1,0 +1,317 @@
+"""The OpenAPI 3.1 description of the merchant admin API and the storefront routes, served at
+``GET /api/v1/openapi.json``. A test checks it is valid, that every such route the app serves is in it,
+and that real responses match it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONSENT = {"type": "string", "enum": ["subscribed", "unsubscribed", "not_subscribed", "pending"]}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+UNAUTHORIZED = _error("missing or bad credentials")
+NOT_FOUND = _error("no such resource in the authenticated shop")
+FIELD_ERRORS = {
+    "description": "a parameter or field has a bad value; the message names it",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FieldErrors"}}},
+}
+ID_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["ok", "error"],
+        "properties": {"ok": {"const": False}, "error": {"type": "string"}},
+    },
+    "FieldErrors": {
+        "type": "object",
+        "required": ["ok", "errors"],
+        "properties": {
+            "ok": {"const": False},
+            "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "Contact": {
+        "type": "object",
+        "required": [
+            "id",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "name",
+            "birthday",
+            "gender",
+            "country",
+            "email_consent",
+            "sms_consent",
+            "tags",
+            "source",
+            "platform_customer_id",
+            "sync_status",
+            "sync_detail",
+            "created_at",
+            "updated_at",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": ["string", "null"], "description": "trimmed and lower-cased"},
+            "phone": {"type": ["string", "null"], "description": "E.164"},
+            "first_name": NULLABLE_STRING,
+            "last_name": NULLABLE_STRING,
+            "name": {
+                "type": ["string", "null"],
+                "description": "the collected names, else the email's prefix",
+            },
+            "birthday": {"type": ["string", "null"], "format": "date"},
+            "gender": {"type": ["string", "null"], "enum": ["female", "male", "other", "unspecified", None]},
+            "country": {"type": ["string", "null"], "description": "ISO 3166-1 alpha-2"},
+            "email_consent": CONSENT,
+            "sms_consent": CONSENT,
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "source": {"type": "string", "enum": ["form", "open", "click", "import", "platform", "merchant"]},
+            "platform_customer_id": {"type": ["string", "null"]},
+            "sync_status": {"type": "string", "enum": ["pending", "synced", "conflict", "failed", "local"]},
+            "sync_detail": NULLABLE_STRING,
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["id", "kind", "occurred_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {
+                "type": "string",
+                "enum": ["submitted", "opened", "clicked", "imported", "mirrored", "edited", "unsubscribed"],
+            },
+            "occurred_at": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": True,
+    },
+    "Submission": {
+        "type": "object",
+        "required": ["shop"],
+        "properties": {
+            "shop": {"type": "string", "description": "name.myshopify.com or handle.myshopline.com"},
+            "form_id": {"type": "string"},
+            "email": {"type": "string"},
+            "phone": {"type": "string", "description": "E.164, or national in the shop's region"},
+            "first_name": {"type": "string"},
+            "last_name": {"type": "string"},
+            "birthday": {"type": "string", "format": "date"},
+            "gender": {"type": "string", "enum": ["female", "male", "other", "unspecified"]},
+            "country": {"type": "string", "description": "ISO 3166-1 alpha-2"},
+            "email_consent": {"type": "boolean"},
+            "sms_consent": {"type": "boolean"},
+        },
+        "additionalProperties": True,
+    },
+    "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
+}
+
+ADMIN = {"security": [{"apiKey": []}, {"sessionToken": []}]}
+
+
+def build_description(app_url: str) -> dict[str, Any]:
+    contact_ref = {"$ref": "#/components/schemas/Contact"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "popsync",
+            "version": "1",
+            "description": "The merchant admin API (authenticated, one shop at a time) and the storefront.",
+        },
+        "servers": [{"url": app_url}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a shop's admin API key, psk_…",
+                },
+                "sessionToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "a Shopify App Bridge session token",
+                },
+            },
+        },
+        "paths": {
+            "/api/v1/contacts": {
+                "get": {
+                    **ADMIN,
+                    "summary": "The shop's contacts, most recently updated first",
+                    "parameters": [
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "part of a first or last name or the email, or phone digits",
+                        },
+                        {
+                            "name": "channel",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["email", "sms"]},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                        },
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "a page of contacts",
+                            {
+                                "type": "object",
+                                "required": ["contacts", "next_cursor"],
+                                "properties": {
+                                    "contacts": {"type": "array", "items": contact_ref},
+                                    "next_cursor": NULLABLE_STRING,
+                                },
+                            },
+                        ),
+                        "401": UNAUTHORIZED,
+                        "422": FIELD_ERRORS,
+                    },
+                }
+            },
+            "/api/v1/contacts/{id}": {
+                "get": {
+                    **ADMIN,
+                    "summary": "One contact with its events, newest first",
+                    "parameters": [ID_PARAMETER],
+                    "responses": {
+                        "200": _json(
+                            "the contact",
+                            {
+                                "allOf": [
+                                    contact_ref,
+                                    {
+                                        "type": "object",
+                                        "required": ["events"],
+                                        "properties": {
+                                            "events": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Event"},
+                                            }
+                                        },
+                                    },
+                                ],
+                            },
+                        ),
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/api/v1/contacts/{id}/retry-sync": {
+                "post": {
+                    **ADMIN,
+                    "summary": "Queue this contact's failed or conflicting platform write again",
+                    "parameters": [ID_PARAMETER],
+                    "responses": {
+                        "202": _json("queued", {"$ref": "#/components/schemas/Ok"}),
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/api/v1/contacts/retry-sync": {
+                "post": {
+                    **ADMIN,
+                    "summary": "Queue every failed platform write of the shop again",
+                    "responses": {
+                        "202": _json("queued", {"$ref": "#/components/schemas/Ok"}),
+                        "401": UNAUTHORIZED,
+                    },
+                }
+            },
+            "/api/v1/data-requests": {
+                "get": {
+                    **ADMIN,
+                    "summary": "The shop's privacy data requests, newest first",
+                    "responses": {
+                        "200": _json("the requests", {"type": "object", "required": ["data_requests"]}),
+                        "401": UNAUTHORIZED,
+                    },
+                }
+            },
+            "/api/v1/data-requests/{id}": {
+                "get": {
+                    **ADMIN,
+                    "summary": "One data request's export, as a JSON file",
+                    "parameters": [ID_PARAMETER],
+                    "responses": {
+                        "200": _json("the export", {"type": "object", "required": ["contacts"]}),
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
+                }
+            },
+            "/storefront/submissions": {
+                "post": {
+                    "summary": "A popup submission (CORS for the shop's storefront origins)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Submission"}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            "accepted (whether or not anything was synced)",
+                            {"$ref": "#/components/schemas/Ok"},
+                        ),
+                        "400": _error("the body is not a JSON object"),
+                        "403": _error("the Origin is not one of the shop's storefronts"),
+                        "404": _error("unknown or uninstalled shop"),
+                        "413": _error("the body is over 64 KB"),
+                        "422": FIELD_ERRORS,
+                    },
+                },
+                "options": {
+                    "summary": "CORS preflight",
+                    "responses": {"204": {"description": "allowed or not"}},
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "The process answers",
+                    "responses": {"200": _json("alive", {"$ref": "#/components/schemas/Ok"})},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "The database answers",
+                    "responses": {
+                        "200": _json("ready", {"$ref": "#/components/schemas/Ok"}),
+                        "503": _error("the database does not answer"),
+                    },
+                }
+            },
+        },
+    }
