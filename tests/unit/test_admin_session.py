@@ -91,11 +91,14 @@ def test_no_cookie_is_no_session(app: Flask, shopline_shop: Shop) -> None:
         assert session_shop() is None
 
 
-@pytest.mark.parametrize("position", [0, 10, 40, -1])
+# Not the very last character: its lowest bits can be base64 padding, and flipping them decodes to the
+# same bytes (the same, authentic, cookie).
+@pytest.mark.parametrize("position", [0, 10, 40, -2])
 def test_a_tampered_cookie_is_refused(app: Flask, shopline_shop: Shop, position: int) -> None:
     value = _started(app, shopline_shop)
-    flipped = "A" if value[position] != "A" else "B"
-    tampered = value[:position] + flipped + value[position + 1 :] if position != -1 else value[:-1] + flipped
+    index = position % len(value)
+    flipped = "A" if value[index] != "A" else "B"
+    tampered = value[:index] + flipped + value[index + 1 :]
     assert _shop_for(app, tampered) is None
     assert _shop_for(app, value[:-4]) is None
     assert _shop_for(app, "not-a-session") is None
