@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import requests
 
 from app.config import Settings
@@ -42,16 +44,23 @@ def client_for(
         )
     from app.platforms.shopline import ShoplineClient
 
-    return ShoplineClient(
-        domain=shop.domain,
-        access_token=token,
-        api_version=settings.shopline_api_version,
-        admin_origin=settings.shopline_admin_origin,
-        shop_id=shop.id,
-        budget=budget,
-        session=session,
-        timeout=settings.platform_timeout,
+    return ShoplineClient(**shopline_options(shop, token, settings=settings, budget=budget, session=session))
+
+
+def shopline_options(
+    shop: Shop, token: str, *, settings: Settings, budget: RateBudget | None, session: requests.Session | None
+) -> dict[str, Any]:
+    """How to reach a SHOPLINE shop's Open API: the same for its customers and its webhook subscriptions."""
+    return {
+        "domain": shop.domain,
+        "access_token": token,
+        "api_version": settings.shopline_api_version,
+        "admin_origin": settings.shopline_admin_origin,
+        "shop_id": shop.id,
+        "budget": budget,
+        "session": session,
+        "timeout": settings.platform_timeout,
         # SHOPLINE's leaky bucket: 4 requests/s and a burst of 40 by default (unlimited on Enterprise plans).
-        restore_rate=settings.shopline_requests_per_second,
-        bucket_capacity=max(40.0, settings.shopline_requests_per_second * 10),
-    )
+        "restore_rate": settings.shopline_requests_per_second,
+        "bucket_capacity": max(40.0, settings.shopline_requests_per_second * 10),
+    }

@@ -324,6 +324,9 @@ def _tags_text(tags: Sequence[str]) -> str:
 class ShoplineClient:
     """One SHOPLINE shop's customers through the Admin Open API; implements ``PlatformClient``."""
 
+    # What the calls are about, in the errors' words ("SHOPLINE throttled the customer update").
+    subject = "customer"
+
     def __init__(
         self,
         *,
@@ -538,9 +541,11 @@ class ShoplineClient:
             )
         except requests.Timeout:
             # ``from None``: the exception's text holds the URL, and a search URL holds phone digits.
-            raise RetryLater(f"SHOPLINE did not answer the customer {what} in time", ERROR_WAIT) from None
+            raise RetryLater(
+                f"SHOPLINE did not answer the {self.subject} {what} in time", ERROR_WAIT
+            ) from None
         except requests.RequestException as error:
-            reason = f"could not reach SHOPLINE for the customer {what} ({type(error).__name__})"
+            reason = f"could not reach SHOPLINE for the {self.subject} {what} ({type(error).__name__})"
             raise RetryLater(reason, ERROR_WAIT) from None
         log.debug(
             "SHOPLINE customer %s answered %s (trace %s)",
@@ -558,16 +563,16 @@ class ShoplineClient:
         suffix = f" (trace {trace})" if trace and _I18N_CODE.match(trace) else ""
         if status == 429:
             wait = _retry_after(response, THROTTLE_WAIT)
-            raise RetryLater(f"SHOPLINE throttled the customer {what}", wait, throttled=True)
+            raise RetryLater(f"SHOPLINE throttled the {self.subject} {what}", wait, throttled=True)
         if status == 401:
-            raise AuthFailed(f"SHOPLINE refused the access token (401) on the customer {what}")
+            raise AuthFailed(f"SHOPLINE refused the access token (401) on the {self.subject} {what}")
         if status in (402, 423):
             raise RetryLater(f"the SHOPLINE store is frozen or locked ({status}){suffix}", STORE_FROZEN_WAIT)
         if 433 <= status <= 436:
-            reason = f"SHOPLINE's security policy blocked the customer {what} ({status}){suffix}"
+            reason = f"SHOPLINE's security policy blocked the {self.subject} {what} ({status}){suffix}"
             raise RetryLater(reason, SECURITY_BLOCK_WAIT, throttled=True)
         if status >= 500 and status != 501:
-            reason = f"SHOPLINE answered {status} to the customer {what}{suffix}"
+            reason = f"SHOPLINE answered {status} to the {self.subject} {what}{suffix}"
             raise RetryLater(reason, _retry_after(response, ERROR_WAIT))
         text = _error_text(response)
         if write and status in (400, 409, 422):
@@ -577,7 +582,7 @@ class ShoplineClient:
                     fields, f"{' and '.join(fields)} already held by another SHOPLINE customer"
                 )
         detail = _redact(text)
-        reason = f"SHOPLINE refused the customer {what} ({status})"
+        reason = f"SHOPLINE refused the {self.subject} {what} ({status})"
         raise FailedForGood(f"{reason}: {detail}{suffix}" if detail else f"{reason}{suffix}")
 
     def _json(self, response: requests.Response, what: str) -> dict[str, Any]:
@@ -586,7 +591,7 @@ class ShoplineClient:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise RetryLater(f"SHOPLINE sent an unreadable answer to the customer {what}", ERROR_WAIT)
+            raise RetryLater(f"SHOPLINE sent an unreadable answer to the {self.subject} {what}", ERROR_WAIT)
         return data
 
     def _next_link(self, response: requests.Response) -> str | None:

@@ -15,7 +15,6 @@ never carry the token.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -32,12 +31,10 @@ from app.platforms.base import AuthFailed
 from app.platforms.base import FailedForGood
 from app.platforms.base import RetryLater
 from app.platforms.http import DEFAULT_TIMEOUT
-from app.platforms.http import admin_url
-from app.platforms.http import new_session
 from app.platforms.shopline import BUCKET_CAPACITY
 from app.platforms.shopline import ERROR_WAIT
 from app.platforms.shopline import RESTORE_RATE
-from app.platforms.shopline import THROTTLE_WAIT
+from app.platforms.shopline import ShoplineClient
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -60,7 +57,6 @@ TOPICS: tuple[str, ...] = (
     "merchants/redact",
 )
 WEBHOOK_PATH = "/webhooks/shopline"
-MAX_ERROR_TEXT = 200
 
 
 def webhook_address(app_url: str) -> str:
@@ -100,8 +96,11 @@ def _subscription(payload: Any) -> Subscription | None:
     return Subscription(webhook_id, topic, address, version if isinstance(version, str) else None)
 
 
-class ShoplineWebhookApi:
-    """One store's webhook subscriptions through the Open API."""
+class ShoplineWebhookApi(ShoplineClient):
+    """One store's webhook subscriptions through the Open API: the customer client's transport (shared
+    budget, headers, error mapping, origin rewrite) with the subscription endpoints."""
+
+    subject = "webhook"
 
     def __init__(
         self,
@@ -119,17 +118,18 @@ class ShoplineWebhookApi:
     ) -> None:
         if budget is not None and shop_id is None:
             raise ValueError("a shared budget needs the shop's id")
-        self.domain = domain
-        self.api_version = api_version
-        self.shop_id = shop_id
-        self.budget = budget
-        self.timeout = timeout
-        self.bucket_capacity = bucket_capacity
-        self.restore_rate = restore_rate
-        self._owns_session = session is None
-        self.session = session or new_session()
-        self._token = access_token
-        self._base, self._forwarded = admin_url(domain, f"/admin/openapi/{api_version}/", admin_origin)
+        super().__init__(
+            domain=domain,
+            access_token=access_token,
+            api_version=api_version,
+            admin_origin=admin_origin,
+            shop_id=shop_id or 0,
+            budget=budget,
+            session=session,
+            timeout=timeout,
+            bucket_capacity=bucket_capacity,
+            restore_rate=restore_rate,
+        )
 
     def __repr__(self) -> str:
         return f"ShoplineWebhookApi(domain={self.domain!r}, api_version={self.api_version!r})"
@@ -145,6 +145,7 @@ class ShoplineWebhookApi:
         session: requests.Session | None = None,
     ) -> ShoplineWebhookApi:
         """The API for an installed SHOPLINE shop, with its stored token; AuthFailed when it has none."""
+        from app.platforms import shopline_options
         from app.shops import access_token
 
         if shop.platform != Platform.SHOPLINE:
@@ -152,23 +153,7 @@ class ShoplineWebhookApi:
         token = access_token(shop, keyring)
         if not token:
             raise AuthFailed("the store has no access token: it needs to be installed again")
-        return cls(
-            domain=shop.domain,
-            access_token=token,
-            api_version=settings.shopline_api_version,
-            admin_origin=settings.shopline_admin_origin,
-            shop_id=shop.id,
-            budget=budget,
-            session=session,
-            timeout=settings.platform_timeout,
-            restore_rate=settings.shopline_requests_per_second,
-            bucket_capacity=max(BUCKET_CAPACITY, settings.shopline_requests_per_second * 10),
-        )
-
-    def close(self) -> None:
-        """Close the HTTP session if this object made it."""
-        if self._owns_session:
-            self.session.close()
+        return cls(**shopline_options(shop, token, settings=settings, budget=budget, session=session))
 
     # -- the endpoints ---------------------------------------------------------------------------------
 
@@ -200,52 +185,12 @@ class ShoplineWebhookApi:
     def delete(self, webhook_id: int | str) -> None:
         self._request("DELETE", f"{quote(str(webhook_id), safe='')}/webhooks.json", "unsubscribe")
 
-    # -- HTTP ------------------------------------------------------------------------------------------
-
     def _request(
         self, method: str, path: str, what: str, *, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        if self.budget is not None and self.shop_id is not None:
-            wait = self.budget.take(
-                self.shop_id, 1, capacity=self.bucket_capacity, restore_rate=self.restore_rate
-            )
-            if wait > 0:
-                raise RetryLater("SHOPLINE request budget is used up for now", wait, throttled=True)
-        headers = {
-            "Authorization": f"Bearer {self._token}",
-            "Content-Type": "application/json; charset=utf-8",
-            "Accept": "application/json",
-            **self._forwarded,
-        }
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        try:
-            response = self.session.request(
-                method, self._base + path, data=data, headers=headers, timeout=self.timeout
-            )
-        except requests.Timeout:
-            raise RetryLater(f"SHOPLINE did not answer the webhook {what} in time", ERROR_WAIT) from None
-        except requests.RequestException as error:
-            reason = f"could not reach SHOPLINE for the webhook {what} ({type(error).__name__})"
-            raise RetryLater(reason, ERROR_WAIT) from None
-        status = response.status_code
-        if status == 429:
-            raise RetryLater(f"SHOPLINE throttled the webhook {what}", THROTTLE_WAIT, throttled=True)
-        if status == 401:
-            raise AuthFailed(f"SHOPLINE refused the access token (401) on the webhook {what}")
-        if status >= 500:
-            raise RetryLater(f"SHOPLINE answered {status} to the webhook {what}", ERROR_WAIT)
-        try:
-            payload = response.json() if response.content else {}
-        except ValueError:
-            payload = None
-        if not 200 <= status < 300:
-            detail = payload.get("errors") if isinstance(payload, dict) else None
-            text = " ".join(str(detail).split())[:MAX_ERROR_TEXT] if detail else ""
-            reason = f"SHOPLINE refused the webhook {what} ({status})"
-            raise FailedForGood(f"{reason}: {text}" if text else reason)
-        if not isinstance(payload, dict):
-            raise RetryLater(f"SHOPLINE sent an unreadable answer to the webhook {what}", ERROR_WAIT)
-        return payload
+        response = self._call(method, self._endpoint(path), what, body=body)
+        self._check(response, what)
+        return self._json(response, what)
 
 
 def ensure_subscriptions(
