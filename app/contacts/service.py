@@ -460,6 +460,23 @@ def get_service() -> ContactService:
 MIRRORED_FIELDS = ("email", "phone", "first_name", "last_name", "country")
 
 
+def person_contacts(
+    session: Session, shop_id: int, *, customer_id: str | None, emails: list[str], phones: list[str]
+) -> list[Contact]:
+    """The shop's contacts of one person, as a privacy request names them: by the platform customer's id,
+    or any of their emails or phones."""
+    conditions = []
+    if customer_id:
+        conditions.append(Contact.platform_customer_id == customer_id)
+    if emails:
+        conditions.append(Contact.email.in_(emails))
+    if phones:
+        conditions.append(Contact.phone.in_(phones))
+    if not conditions:
+        return []
+    return list(session.scalars(sa.select(Contact).where(Contact.shop_id == shop_id, sa.or_(*conditions))))
+
+
 @dataclass(frozen=True)
 class MirroredCustomer:
     """A platform customer as a webhook or a backfill reports it, normalised (invalid values dropped)."""
@@ -610,20 +627,7 @@ class MirrorService:
     ) -> int:
         """Rule 11: delete the person's contacts and events; keep their identifiers only as keyed hashes."""
         with self.contacts.db.write_transaction() as session:
-            conditions = []
-            if customer_id:
-                conditions.append(Contact.platform_customer_id == customer_id)
-            if emails:
-                conditions.append(Contact.email.in_(emails))
-            if phones:
-                conditions.append(Contact.phone.in_(phones))
-            doomed = (
-                session.scalars(
-                    sa.select(Contact).where(Contact.shop_id == shop_id, sa.or_(*conditions))
-                ).all()
-                if conditions
-                else []
-            )
+            doomed = person_contacts(session, shop_id, customer_id=customer_id, emails=emails, phones=phones)
             all_emails = set(emails) | {c.email for c in doomed if c.email}
             all_phones = set(phones) | {c.phone for c in doomed if c.phone}
             for email in sorted(all_emails):

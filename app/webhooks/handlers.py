@@ -16,8 +16,8 @@ from app.contacts.normalize import normalize_email
 from app.contacts.normalize import normalize_phone
 from app.contacts.service import MirroredCustomer
 from app.contacts.service import MirrorService
+from app.contacts.service import person_contacts
 from app.enums import Source
-from app.models import Contact
 from app.models import ContactEvent
 from app.models import DataRequest
 from app.models import Shop
@@ -181,20 +181,7 @@ def on_customers_data_request(ctx: WebhookContext, payload: dict[str, Any]) -> s
     customer_id, emails, phones = _subject(ctx, payload)
     db = ctx.mirror.contacts.db
     with db.write_transaction() as session:
-        conditions = []
-        if customer_id:
-            conditions.append(Contact.platform_customer_id == customer_id)
-        if emails:
-            conditions.append(Contact.email.in_(emails))
-        if phones:
-            conditions.append(Contact.phone.in_(phones))
-        found = (
-            session.scalars(
-                sa.select(Contact).where(Contact.shop_id == ctx.shop.id, sa.or_(*conditions))
-            ).all()
-            if conditions
-            else []
-        )
+        found = person_contacts(session, ctx.shop.id, customer_id=customer_id, emails=emails, phones=phones)
         export = []
         for contact in found:
             events = session.scalars(
