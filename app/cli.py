@@ -157,6 +157,9 @@ def shops_add(
         region_code = normalize_region(region, "--region") if region is not None else None
     except FieldError as error:
         raise click.BadParameter(error.message, param_hint="--region") from None
+    from app.db import utcnow
+    from app.pulls import start_backfill
+
     with get_database().write_transaction() as session:
         shop = register_shop(
             session,
@@ -168,6 +171,8 @@ def shops_add(
             expires_at=expires,
             region=region_code,
         )
+        # A shop popsync did not know (or that had uninstalled) brings its existing customers in.
+        start_backfill(session, shop, utcnow())
         body = shop_json(shop)
     from app.jobs import requeue_failed
 
@@ -220,6 +225,7 @@ def build_worker(app: Flask) -> Any:
         app.config["POPSYNC"],
         app.extensions["popsync.keyring"],
         app.extensions["popsync.contacts"],
+        schedule_daily=True,
     )
 
 

@@ -55,3 +55,5 @@ class OutboxKind(StrEnum):
     PUSH_CONTACT = "push_contact"
     IDENTIFY_CUSTOMER = "identify_customer"
     WEBHOOK = "webhook"
+    PULL_CUSTOMERS = "pull_customers"  # a step of a backfill or reconciliation (app/pulls.py)
+    CHECK_WEBHOOKS = "check_webhooks"  # SHOPLINE's daily webhook subscription re-check

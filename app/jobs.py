@@ -59,6 +59,9 @@ from app.platforms.push import CONSENT_IDENTIFIER
 from app.platforms.push import ContactSnapshot
 from app.platforms.push import push_contact
 from app.platforms.tokens import refresh_if_due
+from app.pulls import PullRunner
+from app.pulls import fail_pull_of
+from app.pulls import schedule_daily_jobs
 
 log = logging.getLogger("popsync.worker")
 
@@ -67,6 +70,7 @@ MAX_BACKOFF = 300.0
 # A push costs about this much of the shop's budget (Shopify points, SHOPLINE requests); a shop whose
 # bucket cannot hold it is skipped this round rather than started and interrupted half-way.
 PUSH_COST = {Platform.SHOPIFY: 40.0, Platform.SHOPLINE: 4.0}
+SCHEDULE_CHECK_SECONDS = 60.0  # how often a worker looks for shops whose daily jobs are due
 
 ClientFactory = Callable[[Shop], PlatformClient]
 
@@ -97,7 +101,10 @@ class Worker:
         rng: random.Random | None = None,
         client_factory: ClientFactory | None = None,
         base_backoff: float = BASE_BACKOFF,
+        schedule_daily: bool = False,
     ) -> None:
+        """``schedule_daily``: also start the shops' daily jobs when due (the ``popsync worker`` and
+        ``serve`` processes do; tests that drive a worker by hand leave it off)."""
         self.db = db
         self.settings = settings
         self.keyring = keyring
@@ -110,6 +117,9 @@ class Worker:
         self.client_factory = client_factory or self._default_client
         self._budget_ready_in: float | None = None
         self.mirror = MirrorService(contacts)
+        self.pulls = PullRunner(db, self.mirror, keyring, clock=clock)
+        self.schedule_daily = schedule_daily
+        self._next_schedule_check = 0.0
 
     def _default_client(self, shop: Shop) -> PlatformClient:
         return client_for(
@@ -162,7 +172,11 @@ class Worker:
         raise TimeoutError(f"outbox not drained in {timeout} s")
 
     def run_once(self, shops: int = 20) -> int:
-        """One round: reclaim expired leases, claim up to one due row per shop, process them."""
+        """One round: start due daily jobs, reclaim expired leases, claim up to one due row per shop,
+        process them."""
+        if self.schedule_daily and time.monotonic() >= self._next_schedule_check:
+            self._next_schedule_check = time.monotonic() + SCHEDULE_CHECK_SECONDS
+            schedule_daily_jobs(self.db, self.clock())
         self.reclaim_expired()
         claims = self.claim(shops)
         for claim in claims:
@@ -205,6 +219,7 @@ class Worker:
                     row.status = OutboxStatus.DEAD
                     row.leased_until = None
                     _fail_contact(session, row.contact_id, "gave up: the job kept stopping its worker")
+                    fail_pull_of(session, row, "gave up: the job kept stopping its worker", now)
                     continue
                 _return_to_pending(session, row, due_at=now + timedelta(seconds=self._backoff(row.attempts)))
             if expired:
@@ -281,6 +296,10 @@ class Worker:
                 self._identify(claim)
             elif claim.kind == OutboxKind.WEBHOOK:
                 self._webhook(claim)
+            elif claim.kind == OutboxKind.PULL_CUSTOMERS:
+                self._pull(claim)
+            elif claim.kind == OutboxKind.CHECK_WEBHOOKS:
+                self._check_webhooks(claim)
             else:
                 self._finish(claim, OutboxStatus.DEAD, error=f"unknown job kind {claim.kind!r}")
         except Exception:
@@ -456,6 +475,50 @@ class Worker:
                 recorded.processed_at = self.clock()
         self._finish(claim, OutboxStatus.DONE)
 
+    def _pull(self, claim: Claim) -> None:
+        """One step of a backfill or reconciliation (app/pulls.py); the job comes back until it is done."""
+        pull_id = int(claim.payload.get("pull_id") or 0)
+        shop, _ = self._load(claim)
+        if shop is None or not shop.installed:
+            self.pulls.fail(pull_id, "the store uninstalled popsync")
+            self._finish(claim, OutboxStatus.DEAD, error="the store uninstalled popsync")
+            return
+        try:
+            outcome = self.pulls.step(pull_id, self._client(shop))
+        except RetryLater as retry:
+            self._after_failure(claim, retry, contact_id=None)
+            return
+        except AuthFailed as error:
+            self._token_refused(claim, shop, str(error), contact_id=None)
+            return
+        except FailedForGood as error:
+            self.pulls.fail(pull_id, str(error))
+            self._finish(claim, OutboxStatus.DEAD, error=str(error))
+            return
+        if outcome.done:
+            self._finish(claim, OutboxStatus.DONE)
+        else:
+            self._continue(claim, outcome.wait)
+
+    def _check_webhooks(self, claim: Claim) -> None:
+        """SHOPLINE's daily re-check: subscribe again what SHOPLINE deleted after failed deliveries."""
+        from app.platforms.shopline_webhooks import check_shop
+
+        try:
+            changes = check_shop(
+                self.db, self.settings, self.keyring, claim.shop_id, budget=self.budget, session=self._session
+            )
+        except RetryLater as retry:
+            self._after_failure(claim, retry, contact_id=None)
+            return
+        except (AuthFailed, FailedForGood) as error:
+            self._finish(claim, OutboxStatus.DEAD, error=str(error))
+            return
+        if changes is not None:
+            for topic, reason in changes.failed.items():
+                log.warning("SHOPLINE refused the %s webhook for shop %s: %s", topic, claim.shop_id, reason)
+        self._finish(claim, OutboxStatus.DONE)
+
     def _client(self, shop: Shop) -> PlatformClient:
         """The shop's client, after refreshing a token that is about to expire (SHOPLINE's live 10 hours,
         Shopify's expiring offline tokens one hour)."""
@@ -514,11 +577,9 @@ class Worker:
             if (now - first_failed_at).total_seconds() >= self.settings.sync_give_up_after:
                 row.status = OutboxStatus.DEAD
                 row.leased_until = None
-                _fail_contact(
-                    session,
-                    contact_id,
-                    f"gave up after {self.settings.sync_give_up_after} s of failures: {retry}",
-                )
+                reason = f"gave up after {self.settings.sync_give_up_after} s of failures: {retry}"
+                _fail_contact(session, contact_id, reason)
+                fail_pull_of(session, row, reason, now)
                 return
             delay = max(retry.seconds, self._backoff(row.attempts))
             _return_to_pending(session, row, due_at=now + timedelta(seconds=delay))
@@ -534,12 +595,25 @@ class Worker:
                 row.status = OutboxStatus.DEAD
                 row.leased_until = None
                 row.last_error = reason
+                fail_pull_of(session, row, "the store's access was revoked", self.clock())
             _fail_contact(
                 session,
                 claim.contact_id,
                 "the store's access was revoked: popsync needs to be authorised again",
             )
         log.warning("shop %s needs re-authorisation: %s", claim.shop_id, reason)
+
+    def _continue(self, claim: Claim, wait: float) -> None:
+        """A long job made progress: run its next step after ``wait`` seconds, with a clean failure record
+        (the back-off and give-up clock measure failures in a row, not the job's length)."""
+        with self.db.write_transaction() as session:
+            row = _owned_row(session, claim)
+            if row is None:
+                return
+            row.attempts = 0
+            row.first_failed_at = None
+            row.last_error = None
+            _return_to_pending(session, row, due_at=self.clock() + timedelta(seconds=wait))
 
     def _finish(self, claim: Claim, status: OutboxStatus, error: str | None = None) -> None:
         with self.db.write_transaction() as session:

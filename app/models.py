@@ -46,6 +46,8 @@ class Shop(Base):
     # definition was enabled); never tokens.
     platform_state: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the shop's daily jobs (reconciliation, webhook re-check) are next due; the scheduler moves it.
+    daily_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -241,3 +243,42 @@ class DataRequest(Base):
     # What the platform asked about (customer id, email, phone) and what popsync holds of that person.
     subject: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     export: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+
+class CustomerPull(Base):
+    """A run that reads the platform's customers into the contact list: the backfill on install (every
+    customer) or the daily reconciliation (those updated since the last one). Resumable: ``cursor`` says
+    where the next step starts, and the merchant sees its progress."""
+
+    __tablename__ = "customer_pulls"
+    __table_args__ = (sa.Index("ix_customer_pulls_shop_id_kind_status", "shop_id", "kind", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16))  # backfill | reconcile
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")  # queued|running|done|failed
+    # Customers updated at or after this are read (reconcile); None reads them all (backfill).
+    updated_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where the next step starts: the platform's page cursor, or the bulk export and its lines read.
+    cursor: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    total: Mapped[int | None] = mapped_column(sa.Integer)
+    processed: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created: Mapped[int] = mapped_column(sa.Integer, default=0)
+    updated: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UsedSignature(Base):
+    """A signed request already honoured (SHOPLINE's signed app open): refused if it comes again while its
+    signature is still within its time window. Rows past ``expires_at`` are deleted by the daily job."""
+
+    __tablename__ = "used_signatures"
+    __table_args__ = (sa.UniqueConstraint("purpose", "digest"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    purpose: Mapped[str] = mapped_column(sa.String(32))
+    digest: Mapped[str] = mapped_column(sa.String(64))  # SHA-256 of the signature, never the request
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterator
 from collections.abc import Sequence
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
+from app.platforms.base import BulkExport
+from app.platforms.base import BulkExportStatus
 from app.platforms.base import CustomerGone
+from app.platforms.base import CustomerPage
 from app.platforms.base import CustomerWrite
+from app.platforms.base import FailedForGood
 from app.platforms.base import IdentifierTaken
 from app.platforms.base import PlatformCustomer
 
@@ -24,6 +29,12 @@ class MemoryPlatform:
         self.failures: list[Exception] = []  # raised, in order, by the next calls
         self._ids = itertools.count(1)
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
+        self.page_size = 2
+        # Bulk exports: id -> the customers as they were when it started, and polls left before it is done.
+        self.exports: dict[str, list[PlatformCustomer]] = {}
+        self.export_polls: dict[str, int] = {}
+        self.polls_until_done = 1
+        self.expired_urls: set[str] = set()
 
     def _tick(self) -> datetime:
         self._clock += timedelta(seconds=1)
@@ -92,3 +103,59 @@ class MemoryPlatform:
         )
         self.customers[customer.id] = updated
         return updated
+
+    # -- reading every customer (backfill, reconciliation) ----------------------------------------------
+
+    def list_customers(
+        self, *, updated_since: datetime | None = None, cursor: str | None = None
+    ) -> CustomerPage:
+        self._call("list")
+        ordered = sorted(
+            (
+                c
+                for c in self.customers.values()
+                if updated_since is None or (c.updated_at or self._clock) >= updated_since
+            ),
+            key=lambda c: (c.updated_at, c.id),
+        )
+        start = int(cursor or 0)
+        page = ordered[start : start + self.page_size]
+        more = start + self.page_size < len(ordered)
+        return CustomerPage(tuple(page), str(start + self.page_size) if more else None)
+
+    def start_bulk_export(self) -> BulkExport:
+        self._call("bulk start")
+        export_id = f"gid://shopify/BulkOperation/{len(self.exports) + 1}"
+        self.exports[export_id] = sorted(self.customers.values(), key=lambda c: c.id)
+        self.export_polls[export_id] = self.polls_until_done
+        return BulkExport(export_id, BulkExportStatus.RUNNING)
+
+    def bulk_export(self, operation_id: str) -> BulkExport:
+        self._call("bulk poll")
+        if self.export_polls[operation_id] > 0:
+            self.export_polls[operation_id] -= 1
+            return BulkExport(operation_id, BulkExportStatus.RUNNING)
+        customers = self.exports[operation_id]
+        url = f"https://storage.example/{operation_id.rsplit('/', 1)[-1]}.jsonl" if customers else None
+        return BulkExport(operation_id, BulkExportStatus.COMPLETED, url=url, object_count=len(customers))
+
+    def read_bulk_export(self, url: str, *, skip: int = 0) -> Iterator[PlatformCustomer]:
+        self._call("bulk read")
+        if url in self.expired_urls:
+            raise FailedForGood("the export's URL has expired")
+        export_id = f"gid://shopify/BulkOperation/{url.rsplit('/', 1)[-1].removesuffix('.jsonl')}"
+        yield from self.exports[export_id][skip:]
+
+
+class Clock:
+    """A worker's clock: starts now (rows the service queues are due at once) and moves when told."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC) + timedelta(seconds=5)
+        self.start = self.now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

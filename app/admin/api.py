@@ -18,9 +18,16 @@ from app.contacts.normalize import FieldError
 from app.contacts.rules import display_name
 from app.db import get_database
 from app.db import request_session
+from app.db import utcnow
 from app.models import Contact
 from app.models import ContactEvent
+from app.models import CustomerPull
 from app.models import DataRequest
+from app.pulls import BACKFILL
+from app.pulls import RECONCILE
+from app.pulls import active_pull
+from app.pulls import enqueue_pull
+from app.pulls import pull_json
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
@@ -142,6 +149,51 @@ def download_data_request(request_id: int) -> Any:
     response = jsonify(body)
     response.headers["Content-Disposition"] = f'attachment; filename="data-request-{row.id}.json"'
     return response
+
+
+@bp.get("/customer-pulls")
+@require_shop
+def list_customer_pulls() -> Any:
+    """The shop's backfills and reconciliations, newest first, with their progress (the last 50)."""
+    rows = request_session().scalars(
+        sa.select(CustomerPull)
+        .where(CustomerPull.shop_id == g.shop.id)
+        .order_by(CustomerPull.id.desc())
+        .limit(50)
+    )
+    return jsonify({"pulls": [pull_json(row) for row in rows]})
+
+
+@bp.get("/customer-pulls/<int:pull_id>")
+@require_shop
+def show_customer_pull(pull_id: int) -> Any:
+    row = request_session().scalar(
+        sa.select(CustomerPull).where(CustomerPull.shop_id == g.shop.id, CustomerPull.id == pull_id)
+    )
+    if row is None:
+        abort(404, description="no such customer pull")
+    return jsonify(pull_json(row))
+
+
+@bp.post("/customer-pulls")
+@require_shop
+def start_customer_pull() -> Any:
+    """Read the platform's customers again now: ``{"kind": "backfill"}`` (every customer) or
+    ``{"kind": "reconcile"}`` (those updated since the last pull). 202 with the pull; 409 while one runs."""
+    body = request.get_json(silent=True)
+    kind = body.get("kind") if isinstance(body, dict) else None
+    if kind not in (BACKFILL, RECONCILE):
+        response = jsonify({"ok": False, "errors": {"kind": "must be backfill or reconcile"}})
+        response.status_code = 422
+        return response
+    shop_id = g.shop.id
+    request_session().close()
+    with get_database().write_transaction() as session:
+        if active_pull(session, shop_id) is not None:
+            return jsonify({"ok": False, "error": "a pull of this shop is already under way"}), 409
+        pull = enqueue_pull(session, shop_id, kind, utcnow())
+        body = pull_json(pull)
+    return jsonify(body), 202
 
 
 @bp.get("/openapi.json")

@@ -121,6 +121,26 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": True,
     },
     "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
+    "CustomerPull": {
+        "type": "object",
+        "description": "A backfill (every platform customer) or reconciliation (those updated since the last "
+        "pull) and its progress; see docs/platform-reads.md.",
+        "required": ["id", "kind", "status", "total", "processed", "created", "updated", "error"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"enum": ["backfill", "reconcile"]},
+            "status": {"enum": ["queued", "running", "done", "failed"]},
+            "updated_since": {"type": ["string", "null"], "format": "date-time"},
+            "total": {"type": ["integer", "null"], "description": "known for Shopify's bulk export"},
+            "processed": {"type": "integer"},
+            "created": {"type": "integer"},
+            "updated": {"type": "integer"},
+            "error": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
 }
 
 ADMIN = {"security": [{"apiKey": []}, {"sessionToken": []}]}
@@ -128,6 +148,7 @@ ADMIN = {"security": [{"apiKey": []}, {"sessionToken": []}]}
 
 def build_description(app_url: str) -> dict[str, Any]:
     contact_ref = {"$ref": "#/components/schemas/Contact"}
+    pull_ref = {"$ref": "#/components/schemas/CustomerPull"}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -264,6 +285,53 @@ def build_description(app_url: str) -> dict[str, Any]:
                         "401": UNAUTHORIZED,
                         "404": NOT_FOUND,
                     },
+                }
+            },
+            "/api/v1/customer-pulls": {
+                "get": {
+                    **ADMIN,
+                    "summary": "The shop's backfills and reconciliations (the last 50), newest first",
+                    "responses": {
+                        "200": _json(
+                            "the pulls",
+                            {
+                                "type": "object",
+                                "required": ["pulls"],
+                                "properties": {"pulls": {"type": "array", "items": pull_ref}},
+                            },
+                        ),
+                        "401": UNAUTHORIZED,
+                    },
+                },
+                "post": {
+                    **ADMIN,
+                    "summary": "Read the platform's customers again now",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["kind"],
+                                    "properties": {"kind": {"enum": ["backfill", "reconcile"]}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json("queued", pull_ref),
+                        "401": UNAUTHORIZED,
+                        "409": _error("a pull of this shop is already under way"),
+                        "422": _error("kind is not backfill or reconcile"),
+                    },
+                },
+            },
+            "/api/v1/customer-pulls/{id}": {
+                "get": {
+                    **ADMIN,
+                    "summary": "One pull and its progress",
+                    "parameters": [ID_PARAMETER],
+                    "responses": {"200": _json("the pull", pull_ref), "401": UNAUTHORIZED, "404": NOT_FOUND},
                 }
             },
             "/api/v1/openapi.json": {

@@ -46,11 +46,13 @@ from app.auth.session_tokens import verify_session_token
 from app.config import Settings
 from app.config import current_settings
 from app.db import get_database
+from app.db import utcnow
 from app.enums import Platform
 from app.jobs import requeue_failed
 from app.platforms.base import PlatformError
 from app.platforms.tokens import ShopifyGrant
 from app.platforms.tokens import request_shopify_token
+from app.pulls import start_backfill
 from app.shops import ShopError
 from app.shops import find_shop
 from app.shops import normalize_shop_domain
@@ -347,6 +349,7 @@ def save_grant(domain: str, grant: ShopifyGrant) -> int:
         shop.refresh_token_expires_at = grant.refresh_expires_at
         if grant.scope:
             shop.scopes = grant.scope
+        start_backfill(session, shop, utcnow())
         return shop.id
 
 

@@ -25,6 +25,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ from flask import request
 from werkzeug.wrappers import Response
 
 from app.auth.admin_session import start_session
+from app.auth.replay import first_use
 from app.config import Settings
 from app.config import current_settings
 from app.crypto import InvalidSealError
@@ -50,11 +52,13 @@ from app.platforms.base import PlatformError
 from app.platforms.base import RetryLater
 from app.platforms.budget import RateBudget
 from app.platforms.shopline import create_access_token
+from app.platforms.shopline_signing import MAX_SKEW_MS
 from app.platforms.shopline_signing import verify_get
 from app.platforms.shopline_webhooks import TOPICS
 from app.platforms.shopline_webhooks import ShoplineWebhookApi
 from app.platforms.shopline_webhooks import ensure_subscriptions
 from app.platforms.shopline_webhooks import webhook_address
+from app.pulls import start_backfill
 from app.shops import normalize_shop_domain
 from app.shops import register_shop
 
@@ -236,6 +240,10 @@ def open_app() -> Response:
     400 for a malformed request, 401 for a forged or stale one, 503 when SHOPLINE is not configured."""
     settings = _settings()
     signed = _signed_request(settings)
+    # Inside its ten minutes a signed URL would open the admin for whoever holds it: honour it once.
+    keep_until = utcnow() + timedelta(milliseconds=2 * MAX_SKEW_MS)
+    if not first_use(get_database(), "shopline-open", signed.params["sign"], keep_until=keep_until):
+        raise Refused(401, "this link was already used; open the app from your store again")
     shop = _installed_shop(signed.domain)
     if shop is not None:
         response = redirect(ADMIN_HOME)
@@ -288,6 +296,7 @@ def callback() -> Response:
             token=token,
             expires_at=expires_at,
         )
+        start_backfill(session, shop, utcnow())
     log.info("SHOPLINE shop %s (%s) authorised", shop.id, shop.domain)
     requeue_failed(db, shop.id)
     _subscribe_webhooks(shop, settings, keyring)

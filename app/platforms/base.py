@@ -7,6 +7,7 @@ sleep and never retry by themselves: they raise ``RetryLater`` with the wait, an
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,6 +118,73 @@ class PlatformClient(Protocol):
 
     def add_tags(self, customer: PlatformCustomer, tags: Sequence[str]) -> PlatformCustomer:
         """Add tags, never removing any."""
+        ...
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    """One page of a shop's customers, as ``CustomerReader.list_customers`` answers it."""
+
+    customers: tuple[PlatformCustomer, ...]
+    next_cursor: str | None  # opaque to callers; None on the last page
+
+
+class BulkExportStatus(StrEnum):
+    RUNNING = "running"  # created or running: poll again later
+    COMPLETED = "completed"
+    FAILED = "failed"  # failed, canceled or expired: ``error`` says why
+
+
+@dataclass(frozen=True)
+class BulkExport:
+    """A platform-side export of every customer (Shopify's bulk operation) and how far it got."""
+
+    id: str
+    status: BulkExportStatus
+    url: str | None = None  # the JSONL result when completed; None when there were no customers
+    object_count: int = 0
+    error: str | None = None
+
+
+class CustomerReader(Protocol):
+    """Reads every customer of one shop, for the backfill on install and the daily reconciliation.
+
+    Paging is driven by the caller, one call per page, so that a job can stop between pages (a
+    ``RetryLater``, a deploy) and go on later: ``next_cursor`` is a plain string the caller keeps in the
+    database and hands back unchanged, and it stays valid across restarts of the process. A customer
+    changed while the caller pages may be answered twice (on its old and on its new position), never
+    skipped; callers treat the pages as "at least once". Every method may raise the errors above.
+    """
+
+    def list_customers(
+        self, *, updated_since: datetime | None = None, cursor: str | None = None
+    ) -> CustomerPage:
+        """One page (at most 250) of the shop's customers, updated at or after ``updated_since`` when
+        given, oldest change first where the platform allows it. ``cursor`` is the previous page's
+        ``next_cursor`` (the filter travels inside it: ``updated_since`` is ignored with a cursor)."""
+        ...
+
+
+class BulkCustomerReader(CustomerReader, Protocol):
+    """A ``CustomerReader`` whose platform can also export every customer at once (Shopify's bulk
+    operations), which is how a large shop's backfill avoids paging through the rate limit.
+
+    The flow: ``start_bulk_export`` once, ``bulk_export`` until it is no longer RUNNING (minutes to hours
+    on a large shop: poll every few seconds to a minute, storing the id between polls), then
+    ``read_bulk_export`` on its ``url``. A read cut short (``RetryLater`` mid-way) resumes with ``skip``
+    set to the number of customers already read: every line of popsync's export is one customer.
+    """
+
+    def start_bulk_export(self) -> BulkExport:
+        """Ask the platform to export every customer; RetryLater while another export is running."""
+        ...
+
+    def bulk_export(self, operation_id: str) -> BulkExport:
+        """Where the export ``operation_id`` stands now."""
+        ...
+
+    def read_bulk_export(self, url: str, *, skip: int = 0) -> Iterator[PlatformCustomer]:
+        """The exported customers, streamed from ``url`` after the first ``skip`` lines."""
         ...
 
 

@@ -12,8 +12,10 @@ the gender ↔ the app-owned ``$app`` ``gender`` metafield, the country ↔ the 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import UTC
@@ -36,7 +38,10 @@ from graphql.language import SelectionSetNode
 
 from app.platforms import shopify_documents as documents
 from app.platforms.base import AuthFailed
+from app.platforms.base import BulkExport
+from app.platforms.base import BulkExportStatus
 from app.platforms.base import CustomerGone
+from app.platforms.base import CustomerPage
 from app.platforms.base import CustomerWrite
 from app.platforms.base import FailedForGood
 from app.platforms.base import IdentifierTaken
@@ -63,6 +68,15 @@ BIRTH_DATE_METAFIELD = ("facts", "birth_date", "date")
 GENDER_METAFIELD = ("$app", "gender", "single_line_text_field")
 GENDERS = ("female", "male", "other", "unspecified")
 OPT_IN_LEVEL = "SINGLE_OPT_IN"
+# How long to wait before asking again when Shopify says a bulk export is already running (they take
+# minutes); the worker may wait longer.
+BULK_BUSY_RETRY_SECONDS = 60.0
+# Bytes read from a bulk export per chunk: lines are short, but a large file streams faster in big reads.
+BULK_CHUNK_SIZE = 64 * 1024
+# BulkOperationUserErrorCode values that mean "too many bulk queries running": wait, do not give up.
+_BULK_BUSY_CODES = frozenset({"OPERATION_IN_PROGRESS", "LIMIT_REACHED"})
+_BULK_RUNNING = frozenset({"CREATED", "RUNNING", "CANCELING"})
+_BULK_FAILED = frozenset({"FAILED", "CANCELED", "EXPIRED"})
 
 # Only these three are accepted as input by Shopify; ``not_subscribed`` is never sent.
 _CONSENT_TO_SHOPIFY = {"subscribed": "SUBSCRIBED", "unsubscribed": "UNSUBSCRIBED", "pending": "PENDING"}
@@ -292,6 +306,140 @@ class ShopifyClient:
             documents.TAGS_ADD, "tagsAdd", {"id": customer.id, "tags": missing}, "tags add"
         )
 
+    # -- CustomerReader ------------------------------------------------------------------------------
+
+    def list_customers(
+        self, *, updated_since: datetime | None = None, cursor: str | None = None
+    ) -> CustomerPage:
+        """One page of the shop's customers, least recently updated first (``sortKey: UPDATED_AT``), updated
+        at or after ``updated_since`` when given (Shopify's search syntax ``updated_at:>='…'``).
+
+        A page holds at most ``CUSTOMERS_PAGE_SIZE`` (100) customers: Shopify refuses a query costing more
+        than 1,000 points, and 250 customers with popsync's fields would cost about 1,750. The cursor
+        carries Shopify's ``endCursor`` together with the search (Shopify needs both again on the next
+        page), so ``updated_since`` is ignored when a cursor is given.
+        """
+        if cursor is not None:
+            after, search = _read_cursor(cursor)
+        else:
+            after = None
+            search = f"updated_at:>='{_search_time(updated_since)}'" if updated_since is not None else None
+        data = self.execute(documents.CUSTOMERS_PAGE, {"after": after, "query": search}, "customer listing")
+        connection = data.get("customers")
+        if not isinstance(connection, dict):
+            raise FailedForGood("Shopify returned no customers for the customer listing")
+        nodes = [node for node in connection.get("nodes") or [] if isinstance(node, dict) and node.get("id")]
+        page_info = connection.get("pageInfo") or {}
+        end_cursor = page_info.get("endCursor")
+        next_cursor = None
+        if page_info.get("hasNextPage") and isinstance(end_cursor, str) and end_cursor:
+            next_cursor = json.dumps({"after": end_cursor, "query": search}, separators=(",", ":"))
+        return CustomerPage(customers=tuple(parse_customer(node) for node in nodes), next_cursor=next_cursor)
+
+    def start_bulk_export(self) -> BulkExport:
+        """``bulkOperationRunQuery`` over every customer (``BULK_CUSTOMERS_QUERY``, one JSONL line each).
+
+        RetryLater when Shopify says too many bulk queries are running for the shop (five from 2026-01 on,
+        one before); FailedForGood for any other refusal."""
+        data = self.execute(
+            documents.BULK_CUSTOMERS_RUN, {"query": documents.BULK_CUSTOMERS_QUERY}, "bulk export start"
+        )
+        payload = data.get("bulkOperationRunQuery") or {}
+        user_errors = [e for e in payload.get("userErrors") or [] if isinstance(e, dict)]
+        if user_errors:
+            codes = {str(e.get("code") or "") for e in user_errors}
+            busy = any("in progress" in str(e.get("message") or "").lower() for e in user_errors)
+            if busy or codes & _BULK_BUSY_CODES:
+                raise RetryLater(
+                    "Shopify is already running a bulk export for this shop", BULK_BUSY_RETRY_SECONDS
+                )
+            described = "; ".join(_redact(str(e.get("message") or "")) for e in user_errors)
+            raise FailedForGood(f"Shopify refused the bulk export: {described}")
+        operation = payload.get("bulkOperation")
+        if not isinstance(operation, dict):
+            raise FailedForGood("Shopify returned no bulk operation for the bulk export start")
+        return _bulk_export(operation)
+
+    def bulk_export(self, operation_id: str) -> BulkExport:
+        """Where the bulk export stands (``bulkOperation(id:)``); FailedForGood when Shopify has no such
+        operation for this shop."""
+        data = self.execute(documents.BULK_OPERATION, {"id": operation_id}, "bulk export poll")
+        operation = data.get("bulkOperation")
+        if not isinstance(operation, dict):
+            raise FailedForGood("Shopify has no such bulk export for this shop")
+        return _bulk_export(operation)
+
+    def read_bulk_export(self, url: str, *, skip: int = 0) -> Iterator[PlatformCustomer]:
+        """The customers of a completed bulk export, streamed line by line from its ``url``.
+
+        The URL is a signed download on Shopify's storage (another host), so it is fetched as given and
+        never with the access token; with ``SHOPIFY_ADMIN_ORIGIN`` set it is the development store's own.
+        The first ``skip`` non-empty lines are passed over unparsed (a read resumed after a failure), and
+        child lines (``__parentId``) are ignored. Network errors and 5xx are RetryLater (resume with
+        ``skip``); 403, 404 and 410 mean the link expired (after seven days): FailedForGood, export again.
+        The download starts when this is called, so its refusal is raised here, not on the first ``next``.
+        """
+        if skip < 0:
+            raise ValueError("skip must not be negative")
+        # Shopify's links are HTTPS; plain HTTP only for the development store (where an origin is set).
+        if not url.startswith("https://") and not (self.admin_origin and url.startswith("http://")):
+            raise FailedForGood("the bulk export link is not an HTTPS address")
+        try:
+            response = self.session.get(
+                url,
+                # None removes the header should anything have put it on the session: the token must never
+                # leave for the storage host.
+                headers={"X-Shopify-Access-Token": None, "Accept": "application/jsonl, */*"},
+                stream=True,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            # ``from None``: the exception's text holds the signed URL.
+            raise RetryLater(
+                f"could not download the bulk export ({type(error).__name__})", DEFAULT_RETRY_SECONDS
+            ) from None
+        status = response.status_code
+        if status != 200:
+            response.close()
+            if status in (403, 404, 410):
+                raise FailedForGood(f"the bulk export link has expired or is gone (HTTP {status})")
+            if status == 429 or status >= 500:
+                raise RetryLater(
+                    f"the bulk export download answered HTTP {status}",
+                    _retry_after(response.headers.get("Retry-After")),
+                )
+            raise FailedForGood(f"the bulk export download answered HTTP {status}")
+        return self._bulk_lines(response, skip)
+
+    @staticmethod
+    def _bulk_lines(response: requests.Response, skip: int) -> Iterator[PlatformCustomer]:
+        with response:
+            seen = 0
+            try:
+                for line in response.iter_lines(chunk_size=BULK_CHUNK_SIZE):
+                    if not line.strip():
+                        continue
+                    seen += 1
+                    if seen <= skip:
+                        continue
+                    try:
+                        node = json.loads(line)
+                    except ValueError:
+                        raise FailedForGood(f"line {seen} of the bulk export is not JSON") from None
+                    if not isinstance(node, dict):
+                        raise FailedForGood(f"line {seen} of the bulk export is not an object")
+                    if "__parentId" in node:
+                        continue
+                    if not node.get("id"):
+                        raise FailedForGood(f"line {seen} of the bulk export is not a customer")
+                    yield parse_customer(node)
+            except requests.RequestException as error:
+                raise RetryLater(
+                    f"the bulk export download broke off after line {seen} ({type(error).__name__})",
+                    DEFAULT_RETRY_SECONDS,
+                ) from None
+
     # -- GraphQL over HTTP ---------------------------------------------------------------------------
 
     def execute(self, document: str, variables: Mapping[str, Any], operation: str) -> dict[str, Any]:
@@ -483,6 +631,64 @@ class ShopifyClient:
             codes = ", ".join(sorted({str(e.get("code") or "error") for e in refused}))
             raise FailedForGood(f"Shopify refused to enable the birthday metafield definition ({codes})")
         self.state[BIRTH_DATE_STATE_KEY] = True
+
+
+def _search_time(moment: datetime) -> str:
+    """``moment`` in UTC as Shopify's search syntax takes it (``2026-03-01T10:00:00Z``), floored to the
+    second: Shopify's ``updatedAt`` has whole seconds, and flooring can only add customers, never lose one."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_cursor(cursor: str) -> tuple[str, str | None]:
+    """The ``endCursor`` and search a ``list_customers`` cursor carries; FailedForGood for anything else."""
+    try:
+        state = json.loads(cursor)
+    except ValueError:
+        state = None
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("after"), str)
+        or not isinstance(state.get("query"), str | None)
+    ):
+        raise FailedForGood("the customer listing cursor is not one this client made")
+    return state["after"], state["query"]
+
+
+def _count(value: Any) -> int:
+    # ``UnsignedInt64`` comes as a string in Shopify's JSON.
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _bulk_export(operation: Mapping[str, Any]) -> BulkExport:
+    """A BulkExport from Shopify's ``BulkOperation``: CREATED, RUNNING and CANCELING are still running;
+    FAILED, CANCELED and EXPIRED failed (``error`` the errorCode, else the status)."""
+    status = str(operation.get("status") or "")
+    identifier = str(operation.get("id") or "")
+    if not identifier:
+        raise FailedForGood("Shopify returned a bulk operation without an id")
+    if status in _BULK_RUNNING:
+        return BulkExport(
+            id=identifier, status=BulkExportStatus.RUNNING, object_count=_count(operation.get("objectCount"))
+        )
+    if status == "COMPLETED":
+        return BulkExport(
+            id=identifier,
+            status=BulkExportStatus.COMPLETED,
+            url=operation.get("url") or None,
+            object_count=_count(operation.get("objectCount")),
+        )
+    if status in _BULK_FAILED:
+        return BulkExport(
+            id=identifier,
+            status=BulkExportStatus.FAILED,
+            object_count=_count(operation.get("objectCount")),
+            error=str(operation.get("errorCode") or status),
+        )
+    raise FailedForGood(f"Shopify answered an unknown bulk operation status ({_redact(status)[:40]})")
 
 
 def _consent_input(state: str, updated_at: datetime | None) -> dict[str, Any]:

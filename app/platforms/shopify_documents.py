@@ -11,10 +11,12 @@ send ``addresses`` only on create or to a customer without one: both replace the
 
 from __future__ import annotations
 
+from textwrap import indent
+
 # The customer as popsync reads it, shared by every document that returns one. The aliases are what
-# ``app.platforms.shopify.parse_customer`` reads.
-CUSTOMER_FRAGMENT = """
-fragment PopsyncCustomer on Customer {
+# ``app.platforms.shopify.parse_customer`` reads. The bare selection is kept apart so the bulk export (whose
+# query is a string inside a mutation) selects exactly the same fields without relying on fragments there.
+CUSTOMER_FIELDS = """
   id
   firstName
   lastName
@@ -39,8 +41,9 @@ fragment PopsyncCustomer on Customer {
   gender: metafield(namespace: "$app", key: "gender") {
     value
   }
-}
 """
+
+CUSTOMER_FRAGMENT = "\nfragment PopsyncCustomer on Customer {" + CUSTOMER_FIELDS + "}\n"
 
 CUSTOMER_BY_EMAIL = (
     """
@@ -182,6 +185,84 @@ mutation PopsyncBirthDateDefinitionEnable {
 }
 """
 
+# Customers a page at a time, least recently updated first, for the reconciliation and small backfills.
+# ``first`` is a literal so the cost estimate sees it: Shopify refuses any query whose requested cost passes
+# 1,000 points before running it, and each customer here costs 7 (itself and six objects), so 250 a page
+# would ask for about 1,750. 100 asks for about 800, leaving room in a standard shop's bucket.
+CUSTOMERS_PAGE_SIZE = 100
+CUSTOMERS_PAGE = (
+    """
+query PopsyncCustomersPage($after: String, $query: String) {
+  customers(first: PAGE_SIZE, after: $after, sortKey: UPDATED_AT, query: $query) {
+    nodes {
+      ...PopsyncCustomer
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+  }
+}
+""".replace("PAGE_SIZE", str(CUSTOMERS_PAGE_SIZE))
+    + CUSTOMER_FRAGMENT
+)
+
+# The query a bulk export runs (a string argument of ``bulkOperationRunQuery``, validated against the schema
+# like the documents): every customer, one JSONL line each. No nested connection, so no ``__parentId`` lines.
+BULK_CUSTOMERS_QUERY = (
+    """
+query PopsyncBulkCustomers {
+  customers {
+    edges {
+      node {"""
+    + indent(CUSTOMER_FIELDS, "      ")
+    + """      }
+    }
+  }
+}
+"""
+)
+
+# ``groupObjects: false``: grouping is slower and more likely to time out, and the export has no children.
+BULK_CUSTOMERS_RUN = """
+mutation PopsyncBulkCustomersRun($query: String!) {
+  bulkOperationRunQuery(query: $query, groupObjects: false) {
+    bulkOperation {
+      ...PopsyncBulkOperation
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+"""
+
+BULK_OPERATION_FRAGMENT = """
+fragment PopsyncBulkOperation on BulkOperation {
+  id
+  status
+  errorCode
+  objectCount
+  url
+}
+"""
+
+# ``bulkOperation(id:)``, not the deprecated ``currentBulkOperation`` (which only knows the latest one).
+BULK_OPERATION = (
+    """
+query PopsyncBulkOperation($id: ID!) {
+  bulkOperation(id: $id) {
+    ...PopsyncBulkOperation
+  }
+}
+"""
+    + BULK_OPERATION_FRAGMENT
+)
+
+BULK_CUSTOMERS_RUN = BULK_CUSTOMERS_RUN + BULK_OPERATION_FRAGMENT
+
 ALL_DOCUMENTS: tuple[tuple[str, str], ...] = (
     ("CUSTOMER_BY_EMAIL", CUSTOMER_BY_EMAIL),
     ("CUSTOMER_BY_PHONE", CUSTOMER_BY_PHONE),
@@ -192,4 +273,8 @@ ALL_DOCUMENTS: tuple[tuple[str, str], ...] = (
     ("EMAIL_CONSENT_UPDATE", EMAIL_CONSENT_UPDATE),
     ("SMS_CONSENT_UPDATE", SMS_CONSENT_UPDATE),
     ("BIRTH_DATE_DEFINITION_ENABLE", BIRTH_DATE_DEFINITION_ENABLE),
+    ("CUSTOMERS_PAGE", CUSTOMERS_PAGE),
+    ("BULK_CUSTOMERS_QUERY", BULK_CUSTOMERS_QUERY),
+    ("BULK_CUSTOMERS_RUN", BULK_CUSTOMERS_RUN),
+    ("BULK_OPERATION", BULK_OPERATION),
 )

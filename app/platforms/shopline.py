@@ -49,6 +49,7 @@ import requests
 
 from app.platforms.base import AuthFailed
 from app.platforms.base import CustomerGone
+from app.platforms.base import CustomerPage
 from app.platforms.base import CustomerWrite
 from app.platforms.base import FailedForGood
 from app.platforms.base import IdentifierTaken
@@ -78,6 +79,8 @@ TOKEN_TOO_SOON_WAIT = 60.0
 # one customer per phone, so giving up can at worst make a create fail with IdentifierTaken).
 MAX_SEARCH_PAGES = 5
 SEARCH_PAGE_SIZE = 250
+# ``v2/customers.json`` answers at most 250 a page (§3.2).
+LIST_PAGE_SIZE = 250
 # §1.7: tokens live 10 hours; used when an answer's expireTime cannot be read.
 TOKEN_LIFETIME = timedelta(hours=10)
 # §3.3 limits on tags.
@@ -295,6 +298,12 @@ def _iso(moment: datetime) -> str:
     return aware.isoformat(timespec="milliseconds")
 
 
+def _iso_seconds(moment: datetime) -> str:
+    """``moment`` in UTC to the second, floored (flooring a lower bound can only add customers)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="seconds")
+
+
 def merge_tags(current: Sequence[str], added: Sequence[str]) -> list[str]:
     """``current`` then the tags of ``added`` it lacks (compared case-insensitively, as merchants do)."""
     merged = list(current)
@@ -418,6 +427,34 @@ class ShoplineClient:
         if len(merged) == len(current.tags):
             return current
         return self._put(current.id, {"tags": _tags_text(merged)}, "tags update")
+
+    # -- CustomerReader --------------------------------------------------------------------------------
+
+    def list_customers(
+        self, *, updated_since: datetime | None = None, cursor: str | None = None
+    ) -> CustomerPage:
+        """One page (up to 250) of the shop's customers from ``GET v2/customers.json``, updated at or after
+        ``updated_since`` when given (``updated_at_min``), in SHOPLINE's order (it offers no sort here).
+
+        The cursor is SHOPLINE's ``rel="next"`` link as SHOPLINE wrote it: its ``page_info`` carries the
+        first call's filters (SHOPLINE ignores filters on later pages), so ``updated_since`` is ignored with
+        a cursor. A cursor is checked to lead to this shop's Admin API before the token goes with it;
+        anything else (tampered with, or from another API version) is refused without a request.
+        """
+        params: dict[str, Any] | None
+        if cursor is not None:
+            url, params = self._follow(cursor, "the customer listing cursor"), None
+        else:
+            url, params = self._endpoint("v2/customers.json"), {"limit": LIST_PAGE_SIZE}
+            if updated_since is not None:
+                params["updated_at_min"] = _iso_seconds(updated_since)
+        response = self._call("GET", url, "listing", params=params)
+        self._check(response, "listing")
+        listed = self._json(response, "listing").get("customers")
+        if not isinstance(listed, list):
+            raise RetryLater(f"SHOPLINE answered the {self.subject} listing without customers", ERROR_WAIT)
+        customers = tuple(parse_customer(c) for c in listed if isinstance(c, dict) and c.get("id"))
+        return CustomerPage(customers=customers, next_cursor=self._next_cursor(response))
 
     # -- operations ------------------------------------------------------------------------------------
 
@@ -595,15 +632,28 @@ class ShoplineClient:
         return data
 
     def _next_link(self, response: requests.Response) -> str | None:
+        link = self._next_cursor(response)
+        return None if link is None else self._follow(link, "SHOPLINE's next-page link")
+
+    def _next_cursor(self, response: requests.Response) -> str | None:
+        """The ``rel="next"`` link as SHOPLINE wrote it (not rewritten to a development origin, so a stored
+        cursor does not depend on it), checked to lead to this shop's Admin API; None on the last page."""
         header = response.headers.get("link") or ""
         links = {rel: url for url, rel in _LINK.findall(header)}
         link = links.get("next")
         if not link:
             return None
+        self._follow(link, "SHOPLINE's next-page link")
+        return link
+
+    def _follow(self, link: str, what: str) -> str:
+        """Where to send a request for a link SHOPLINE gave (the development origin when one is set).
+
+        The token goes with the request: only links to this shop's Admin API, in this client's version, are
+        followed; anything else is FailedForGood, before anything is sent."""
         url = rewrite_link(link, self.domain, self.admin_origin)
-        # The token goes with the request: follow only links to this shop's Admin API.
         if not url.startswith(self._base):
-            raise FailedForGood("SHOPLINE sent a next-page link to another address")
+            raise FailedForGood(f"{what} leads away from this shop's SHOPLINE Admin API: not followed")
         return url
 
 

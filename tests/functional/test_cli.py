@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from tests.conftest import TEST_SECRET_KEY
 from tests.conftest import ScratchDatabases
@@ -112,6 +113,14 @@ def test_upgrade_add_list_and_api_key(env: dict[str, str]) -> None:
 
     listed = json.loads(popsync(env, "shops", "list", "--json").stdout)
     assert [s["domain"] for s in listed] == ["demo.myshopify.com"]
+    # The new shop's existing customers are read in once: a renewed token starts no second backfill.
+    engine = sa.create_engine(env["DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            pulls = connection.execute(sa.text("SELECT kind, status FROM customer_pulls")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in pulls] == [("backfill", "queued")]
     assert "demo.myshopify.com" in popsync(env, "shops", "list").stdout
 
     key = popsync(env, "shops", "api-key", "--domain", "demo.myshopify.com").stdout.strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -32,7 +33,7 @@ def test_every_admin_and_storefront_route_is_described(app: Flask, client: Flask
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith(("/api/v1/", "/storefront/submissions")):
             continue
-        path = rule.rule.replace("<int:contact_id>", "{id}").replace("<int:request_id>", "{id}")
+        path = re.sub(r"<(?:\w+:)?\w+>", "{id}", rule.rule)
         assert path in paths, path
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in paths[path], (method, path)

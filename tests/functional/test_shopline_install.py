@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
 from urllib.parse import parse_qsl
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
@@ -26,7 +27,9 @@ from app.auth.shopline import STATE_COOKIE
 from app.auth.shopline import bp
 from app.db import get_database
 from app.db import utcnow
+from app.models import CustomerPull
 from app.models import Shop
+from app.models import UsedSignature
 from app.platforms.devstore import DevStore
 from app.platforms.devstore import shopline_api
 from app.platforms.shopline_signing import sign_get
@@ -187,6 +190,11 @@ def test_install_authorize_callback_token_webhooks_session_and_reopen(
     assert devstore.store.shop_for_token("shopline", token, DOMAIN) is not None
     assert shop.access_token_expires_at is not None
     assert shop.access_token_expires_at > utcnow()
+
+    # The install queued the backfill of the store's existing customers.
+    with get_database(app).sessionmaker() as session:
+        queued = session.scalars(sa.select(CustomerPull).where(CustomerPull.shop_id == shop.id)).all()
+        assert [(pull.kind, pull.status) for pull in queued] == [("backfill", "queued")]
 
     # 4. The store's webhooks point at the app.
     subscriptions = shopline_api.list_subscriptions(devstore.store, DOMAIN)
@@ -350,6 +358,29 @@ def test_open_refuses_forged_expired_and_malformed_requests(
     assert response.status_code == status
     assert "Location" not in response.headers
     assert STATE_COOKIE not in response.headers.get("Set-Cookie", "")
+    assert len(no_outbound.calls) == 0
+
+
+def test_a_signed_open_is_honoured_once(
+    app: Flask, client: FlaskClient, no_outbound: responses.RequestsMock
+) -> None:
+    """A leaked open URL (history, logs) is still inside its ten minutes: it must not open the admin again."""
+    with get_database(app).write_transaction() as session:
+        register_shop(
+            session, app.extensions["popsync.keyring"], platform="shopline", domain=DOMAIN, token="t"
+        )
+    query = open_query()
+    first = client.get(f"/shopline?{query}")
+    assert first.status_code == 302
+    assert COOKIE_NAME in first.headers.get("Set-Cookie", "")
+    replayed = app.test_client().get(f"/shopline?{query}")
+    assert replayed.status_code == 401
+    assert "already used" in replayed.get_data(as_text=True)
+    assert COOKIE_NAME not in replayed.headers.get("Set-Cookie", "")
+    with get_database(app).sessionmaker() as session:
+        [used] = session.scalars(sa.select(UsedSignature)).all()
+    assert used.purpose == "shopline-open"
+    assert parse_qs(query)["sign"][0] not in used.digest  # only a hash of it is kept
     assert len(no_outbound.calls) == 0
 
 

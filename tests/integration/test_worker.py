@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC
-from datetime import datetime
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -24,33 +21,10 @@ from app.models import Shop
 from app.platforms.base import AuthFailed
 from app.platforms.base import FailedForGood
 from app.platforms.base import RetryLater
+from tests.fakes import Clock
 from tests.fakes import MemoryPlatform
 
 A, B = "ann@example.com", "+14155552671"
-
-
-class Clock:
-    """The worker's clock: starts now (rows the service queues are due at once) and moves when told."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC) + timedelta(seconds=5)
-        self.start = self.now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def platform() -> MemoryPlatform:
-    return MemoryPlatform()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

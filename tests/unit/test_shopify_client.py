@@ -18,6 +18,8 @@ import responses
 
 from app.platforms import shopify_documents as documents
 from app.platforms.base import AuthFailed
+from app.platforms.base import BulkExport
+from app.platforms.base import BulkExportStatus
 from app.platforms.base import CustomerGone
 from app.platforms.base import CustomerWrite
 from app.platforms.base import FailedForGood
@@ -647,3 +649,279 @@ def test_estimated_costs_follow_shopifys_rules() -> None:
     assert estimate_cost(documents.CUSTOMER_CREATE) == 10 + 7 + 1
     assert estimate_cost("{ customers(first: 10) { nodes { id } } }") == 2 + 10 * 1
     assert estimate_cost("{ customers(first: 10) { nodes { id defaultAddress { id } } } }") == 2 + 10 * 2
+
+
+# -- reading every customer --------------------------------------------------------------------------------
+
+STORAGE_URL = (
+    "https://storage.googleapis.com/shopify-tiers-assets-prod-us-east1/bulk-1.jsonl?X-Goog-Signature=f00d"
+)
+OPERATION_GID = "gid://shopify/BulkOperation/720918"
+
+
+def page_answer(nodes: list[dict[str, Any]], *, more: bool, end: str | None = None) -> dict[str, Any]:
+    page_info = {"hasNextPage": more, "endCursor": end}
+    return answer({"customers": {"nodes": nodes, "pageInfo": page_info}})
+
+
+def test_list_customers_pages_with_the_search_carried_in_the_cursor(mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, json=page_answer([node(), node(id="gid://shopify/Customer/8")], more=True, end="c-2"))
+    mocked.post(URL, json=page_answer([node(id="gid://shopify/Customer/9")], more=False, end="c-3"))
+    client = make_client()
+    # 10:00:00.5 at +02:00 is 08:00:00.5 UTC, floored to the second (Shopify's updatedAt has whole seconds).
+    since = datetime(2026, 3, 1, 10, 0, 0, 500000, tzinfo=timezone(timedelta(hours=2)))
+
+    first = client.list_customers(updated_since=since)
+    assert [c.id for c in first.customers] == [GID, "gid://shopify/Customer/8"]
+    assert first.customers[0] == existing_customer()
+    assert sent(mocked, 0) == {
+        "query": documents.CUSTOMERS_PAGE,
+        "variables": {"after": None, "query": "updated_at:>='2026-03-01T08:00:00Z'"},
+    }
+    assert isinstance(first.next_cursor, str)
+
+    # The cursor is a plain string: kept in a database, handed to a new client after a restart.
+    last = make_client().list_customers(cursor=str(first.next_cursor), updated_since=datetime(2020, 1, 1))
+    assert [c.id for c in last.customers] == ["gid://shopify/Customer/9"]
+    assert last.next_cursor is None
+    assert sent(mocked, 1)["variables"] == {"after": "c-2", "query": "updated_at:>='2026-03-01T08:00:00Z'"}
+    assert "sortKey: UPDATED_AT" in documents.CUSTOMERS_PAGE
+
+
+def test_list_customers_without_a_date_lists_everyone(mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, json=page_answer([], more=False))
+    page = make_client().list_customers()
+    assert page.customers == ()
+    assert page.next_cursor is None
+    assert sent(mocked)["variables"] == {"after": None, "query": None}
+
+
+def test_a_naive_updated_since_is_utc(mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, json=page_answer([], more=False))
+    make_client().list_customers(updated_since=datetime(2026, 3, 1, 8, 0, 59, 999999))
+    assert sent(mocked)["variables"]["query"] == "updated_at:>='2026-03-01T08:00:59Z'"
+
+
+@pytest.mark.parametrize("cursor", ["", "c-2", "[1]", '{"query": null}', '{"after": 5, "query": null}'])
+def test_a_cursor_this_client_did_not_make_is_refused_before_calling(
+    mocked: responses.RequestsMock, cursor: str
+) -> None:
+    with pytest.raises(FailedForGood):
+        make_client().list_customers(cursor=cursor)
+    assert len(mocked.calls) == 0
+
+
+def test_a_page_fits_shopifys_single_query_cost_limit() -> None:
+    # Shopify refuses, unexecuted, a query asking for more than 1,000 points.
+    assert estimate_cost(documents.CUSTOMERS_PAGE) <= 1000
+    assert f"customers(first: {documents.CUSTOMERS_PAGE_SIZE}," in documents.CUSTOMERS_PAGE
+
+
+def test_a_page_goes_through_the_shared_budget(mocked: responses.RequestsMock) -> None:
+    budget = FakeBudget(wait=4.0)
+    with pytest.raises(RetryLater) as caught:
+        make_client(budget).list_customers()
+    assert caught.value.throttled
+    assert budget.taken == [(3, estimate_cost(documents.CUSTOMERS_PAGE))]
+    assert len(mocked.calls) == 0
+
+
+def bulk_operation(status: str, **fields: Any) -> dict[str, Any]:
+    operation = {"id": OPERATION_GID, "status": status, "errorCode": None, "objectCount": "0", "url": None}
+    operation.update(fields)
+    return operation
+
+
+def test_start_bulk_export_runs_the_customers_query_without_grouping(mocked: responses.RequestsMock) -> None:
+    run = {"bulkOperation": bulk_operation("CREATED"), "userErrors": []}
+    mocked.post(URL, json=answer({"bulkOperationRunQuery": run}))
+    export = make_client().start_bulk_export()
+    assert export == BulkExport(id=OPERATION_GID, status=BulkExportStatus.RUNNING)
+    assert sent(mocked) == {
+        "query": documents.BULK_CUSTOMERS_RUN,
+        "variables": {"query": documents.BULK_CUSTOMERS_QUERY},
+    }
+    assert "groupObjects: false" in documents.BULK_CUSTOMERS_RUN
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("OPERATION_IN_PROGRESS", "A bulk query operation for this app and shop is already in progress"),
+        ("LIMIT_REACHED", "A maximum of 5 bulk query operations can run at a time"),
+        (None, "A bulk query operation for this app and shop is already in progress: gid://shopify/Bulk/1"),
+    ],
+)
+def test_a_bulk_export_already_running_is_retry_later(
+    mocked: responses.RequestsMock, code: str | None, message: str
+) -> None:
+    error = {"field": None, "message": message, "code": code}
+    mocked.post(URL, json=answer({"bulkOperationRunQuery": {"bulkOperation": None, "userErrors": [error]}}))
+    with pytest.raises(RetryLater) as caught:
+        make_client().start_bulk_export()
+    assert caught.value.seconds >= 1
+
+
+def test_a_refused_bulk_export_fails_for_good_without_personal_data(mocked: responses.RequestsMock) -> None:
+    error = {"field": ["query"], "message": "Invalid bulk query: ann@example.com", "code": "INVALID"}
+    mocked.post(URL, json=answer({"bulkOperationRunQuery": {"bulkOperation": None, "userErrors": [error]}}))
+    with pytest.raises(FailedForGood) as caught:
+        make_client().start_bulk_export()
+    assert_no_secrets(caught.value, "ann@example.com")
+    assert "Invalid bulk query" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        (bulk_operation("CREATED"), BulkExport(OPERATION_GID, BulkExportStatus.RUNNING)),
+        (
+            bulk_operation("RUNNING", objectCount="120"),
+            BulkExport(OPERATION_GID, BulkExportStatus.RUNNING, None, 120),
+        ),
+        (bulk_operation("CANCELING"), BulkExport(OPERATION_GID, BulkExportStatus.RUNNING)),
+        (
+            bulk_operation("COMPLETED", objectCount="42", url=STORAGE_URL),
+            BulkExport(OPERATION_GID, BulkExportStatus.COMPLETED, STORAGE_URL, 42),
+        ),
+        # No customer at all: Shopify gives no file.
+        (bulk_operation("COMPLETED", objectCount="0"), BulkExport(OPERATION_GID, BulkExportStatus.COMPLETED)),
+        (
+            bulk_operation("FAILED", errorCode="ACCESS_DENIED", objectCount=7),
+            BulkExport(OPERATION_GID, BulkExportStatus.FAILED, None, 7, "ACCESS_DENIED"),
+        ),
+        (bulk_operation("CANCELED"), BulkExport(OPERATION_GID, BulkExportStatus.FAILED, error="CANCELED")),
+        (bulk_operation("EXPIRED"), BulkExport(OPERATION_GID, BulkExportStatus.FAILED, error="EXPIRED")),
+    ],
+    ids=["created", "running", "canceling", "completed", "completed-empty", "failed", "canceled", "expired"],
+)
+def test_bulk_export_maps_shopifys_statuses(
+    mocked: responses.RequestsMock, operation: dict[str, Any], expected: BulkExport
+) -> None:
+    mocked.post(URL, json=answer({"bulkOperation": operation}))
+    assert make_client().bulk_export(OPERATION_GID) == expected
+    assert sent(mocked) == {"query": documents.BULK_OPERATION, "variables": {"id": OPERATION_GID}}
+    assert "currentBulkOperation" not in documents.BULK_OPERATION
+
+
+def test_an_unknown_bulk_export_fails_for_good(mocked: responses.RequestsMock) -> None:
+    mocked.post(URL, json=answer({"bulkOperation": None}))
+    with pytest.raises(FailedForGood):
+        make_client().bulk_export(OPERATION_GID)
+
+
+def jsonl(*objects: dict[str, Any]) -> str:
+    return "".join(json.dumps(item) + "\n" for item in objects)
+
+
+def test_read_bulk_export_streams_customers_after_skip_without_the_token(
+    mocked: responses.RequestsMock,
+) -> None:
+    body = jsonl(
+        node(id="gid://shopify/Customer/1"),
+        node(id="gid://shopify/Customer/2"),
+        {"id": "gid://shopify/Metafield/5", "__parentId": "gid://shopify/Customer/2"},
+        node(id="gid://shopify/Customer/3", firstName="Cy"),
+    )
+    mocked.get(STORAGE_URL, body=body + "\n", content_type="application/jsonl")
+    session = requests.Session()
+    # Even a session that somehow carries the token must not take it to the storage host.
+    session.headers["X-Shopify-Access-Token"] = TOKEN
+    client = ShopifyClient(
+        domain=DOMAIN,
+        access_token=TOKEN,
+        api_version="2026-10",
+        admin_origin=None,
+        shop_id=3,
+        budget=None,
+        state={},
+        session=session,
+    )
+    customers = list(client.read_bulk_export(STORAGE_URL, skip=1))
+    assert [c.id for c in customers] == ["gid://shopify/Customer/2", "gid://shopify/Customer/3"]
+    assert customers[1] == existing_customer(id="gid://shopify/Customer/3", firstName="Cy")
+    request = mocked.calls[0].request
+    assert request.url == STORAGE_URL
+    assert "X-Shopify-Access-Token" not in request.headers
+    assert TOKEN not in str(request.headers)
+
+
+def test_skipped_lines_are_not_parsed(mocked: responses.RequestsMock) -> None:
+    mocked.get(STORAGE_URL, body="not json\n[1]\n" + jsonl(node()))
+    assert [c.id for c in make_client().read_bulk_export(STORAGE_URL, skip=2)] == [GID]
+    with pytest.raises(FailedForGood) as caught:
+        list(make_client().read_bulk_export(STORAGE_URL))
+    assert "line 1" in str(caught.value)
+
+
+def test_the_development_stores_link_is_used_as_given(mocked: responses.RequestsMock) -> None:
+    link = f"{ORIGIN}/devstore/bulk/abc.jsonl"
+    mocked.get(link, body=jsonl(node()))
+    assert [c.id for c in make_client(origin=ORIGIN).read_bulk_export(link)] == [GID]
+    assert mocked.calls[0].request.url == link
+    assert "X-Shopify-Access-Token" not in mocked.calls[0].request.headers
+    assert "X-Forwarded-Host" not in mocked.calls[0].request.headers
+
+
+def test_a_plain_http_link_is_refused_outside_development(mocked: responses.RequestsMock) -> None:
+    with pytest.raises(FailedForGood):
+        make_client().read_bulk_export("http://storage.example/bulk.jsonl")
+    assert len(mocked.calls) == 0
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+def test_an_expired_link_fails_for_good(mocked: responses.RequestsMock, status: int) -> None:
+    mocked.get(STORAGE_URL, status=status, body="<Error><Code>ExpiredToken</Code></Error>")
+    with pytest.raises(FailedForGood) as caught:
+        make_client().read_bulk_export(STORAGE_URL)
+    assert "X-Goog-Signature" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 500},
+        {"status": 503},
+        {"status": 429},
+        {"body": requests.ConnectionError("storage.googleapis.com X-Goog-Signature=f00d")},
+        {"body": requests.Timeout("read timed out")},
+    ],
+)
+def test_network_errors_and_5xx_retry_later(mocked: responses.RequestsMock, failure: dict[str, Any]) -> None:
+    mocked.get(STORAGE_URL, **failure)
+    with pytest.raises(RetryLater) as caught:
+        make_client().read_bulk_export(STORAGE_URL)
+    assert "f00d" not in f"{caught.value} {caught.value.args}"
+    assert caught.value.__cause__ is None
+
+
+class BrokenDownload:
+    """A streamed answer whose connection breaks after two lines."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def iter_lines(self, chunk_size: int = 512) -> Iterator[bytes]:
+        yield json.dumps(node(id="gid://shopify/Customer/1")).encode()
+        yield json.dumps(node(id="gid://shopify/Customer/2")).encode()
+        raise requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead")
+
+    def __enter__(self) -> BrokenDownload:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.closed = True
+
+
+def test_a_download_broken_midway_retries_later_after_the_lines_read() -> None:
+    download = BrokenDownload()
+    customers = ShopifyClient._bulk_lines(download, 0)  # type: ignore[arg-type]
+    assert [next(customers).id, next(customers).id] == [
+        "gid://shopify/Customer/1",
+        "gid://shopify/Customer/2",
+    ]
+    with pytest.raises(RetryLater) as caught:
+        next(customers)
+    # The caller resumes with skip=2.
+    assert "after line 2" in str(caught.value)
+    assert download.closed

@@ -97,7 +97,7 @@ def test_trimmed_sdl_rejects_what_shopify_rejects(trimmed_schema: graphql.GraphQ
     two_identifiers = (
         '{ customerByIdentifier(identifier: {emailAddress: "a@b.co", phoneNumber: "+1"}) { id } }'
     )
-    unknown_root = "{ customers(first: 5) { nodes { id } } }"
+    unknown_root = "{ orders(first: 5) { nodes { id } } }"
     for document in (unknown_field, two_identifiers, unknown_root):
         assert graphql.validate(trimmed_schema, graphql.parse(document)), document
 
@@ -115,3 +115,26 @@ def test_trimming_keeps_only_what_documents_use(official_introspection: dict) ->
     # Input objects are kept whole.
     identifier = {f["name"] for f in kept["CustomerIdentifierInput"]["inputFields"]}
     assert identifier == {"customId", "emailAddress", "id", "phoneNumber"}
+
+
+def test_the_bulk_query_keeps_to_shopifys_bulk_rules(trimmed_schema: graphql.GraphQLSchema) -> None:
+    """One top-level connection and no nested one: every JSONL line is then a customer (no ``__parentId``
+    lines), which is what lets a resumed read skip as many lines as customers were read."""
+    from app.platforms.shopify_documents import BULK_CUSTOMERS_QUERY
+
+    document = graphql.parse(BULK_CUSTOMERS_QUERY)
+    [operation] = document.definitions
+    assert isinstance(operation, graphql.OperationDefinitionNode)
+    assert operation.operation == graphql.OperationType.QUERY
+    assert [s.name.value for s in operation.selection_set.selections] == ["customers"]  # type: ignore[attr-defined]
+    connections: list[str] = []
+    type_info = graphql.TypeInfo(trimmed_schema)
+
+    class Connections(graphql.Visitor):
+        def enter_field(self, node: graphql.FieldNode, *_: object) -> None:
+            named = graphql.get_named_type(type_info.get_type())
+            if named is not None and named.name.endswith("Connection"):
+                connections.append(node.name.value)
+
+    graphql.visit(document, graphql.TypeInfoVisitor(type_info, Connections()))
+    assert connections == ["customers"]

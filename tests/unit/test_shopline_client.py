@@ -18,6 +18,7 @@ from responses import matchers
 
 from app.platforms.base import AuthFailed
 from app.platforms.base import CustomerGone
+from app.platforms.base import CustomerPage
 from app.platforms.base import CustomerWrite
 from app.platforms.base import FailedForGood
 from app.platforms.base import IdentifierTaken
@@ -695,3 +696,116 @@ def test_token_failures(
         create_access_token(DOMAIN, APP_KEY, APP_SECRET, "secret-code-123")
     assert "secret-code-123" not in str(raised.value)
     assert APP_SECRET not in str(raised.value)
+
+
+# -- reading every customer ---------------------------------------------------------------------------------
+
+
+def next_link(base: str, page_info: str) -> dict[str, str]:
+    return {"link": f'<{base}/v2/customers.json?limit=250&page_info={page_info}>; rel="next"'}
+
+
+def test_list_customers_pages_with_updated_at_min_and_follows_the_link(
+    mocked: responses.RequestsMock, client: ShoplineClient
+) -> None:
+    since = datetime(2026, 3, 1, 10, 0, 0, 750000, tzinfo=timezone(timedelta(hours=8)))
+    mocked.get(
+        f"{BASE}/v2/customers.json",
+        json={"customers": [customer(), customer(id="4200000000002", email="bo@example.com")]},
+        headers=next_link(BASE, "p2"),
+        match=[matchers.query_param_matcher({"limit": "250", "updated_at_min": "2026-03-01T02:00:00+00:00"})],
+    )
+    first = client.list_customers(updated_since=since)
+    assert [c.id for c in first.customers] == ["4200000000001", "4200000000002"]
+    assert first.customers[0] == parse_customer(customer())
+    assert first.next_cursor == f"{BASE}/v2/customers.json?limit=250&page_info=p2"
+
+    # SHOPLINE ignores filters beside page_info: the link alone carries them, updated_since is not resent.
+    mocked.get(
+        f"{BASE}/v2/customers.json",
+        json={"customers": [customer(id="4200000000003", email="cy@example.com")]},
+        match=[matchers.query_param_matcher({"limit": "250", "page_info": "p2"})],
+    )
+    # A new client (after a restart) goes on from the stored cursor.
+    second = make_client().list_customers(cursor=str(first.next_cursor), updated_since=since)
+    assert [c.id for c in second.customers] == ["4200000000003"]
+    assert second.next_cursor is None
+    assert mocked.calls[1].request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_list_customers_without_a_date_sends_only_the_limit(
+    mocked: responses.RequestsMock, client: ShoplineClient
+) -> None:
+    mocked.get(
+        f"{BASE}/v2/customers.json",
+        json={"customers": []},
+        match=[matchers.query_param_matcher({"limit": "250"})],
+    )
+    assert client.list_customers() == CustomerPage(customers=(), next_cursor=None)
+
+
+def test_a_cursor_is_shoplines_link_and_goes_to_the_rewritten_origin(mocked: responses.RequestsMock) -> None:
+    mocked.get(
+        f"{REWRITTEN}/v2/customers.json", json={"customers": [customer()]}, headers=next_link(BASE, "p2")
+    )
+    mocked.get(
+        f"{REWRITTEN}/v2/customers.json",
+        json={"customers": []},
+        match=[matchers.query_param_matcher({"limit": "250", "page_info": "p2"})],
+    )
+    client = make_client(admin_origin=ORIGIN)
+    first = client.list_customers()
+    # Stored as SHOPLINE wrote it, so it does not depend on the development origin.
+    assert first.next_cursor == f"{BASE}/v2/customers.json?limit=250&page_info=p2"
+    client.list_customers(cursor=first.next_cursor)
+    assert mocked.calls[1].request.url == f"{REWRITTEN}/v2/customers.json?limit=250&page_info=p2"
+    assert mocked.calls[1].request.headers["X-Forwarded-Host"] == DOMAIN
+
+
+@pytest.mark.parametrize(
+    ("origin", "cursor"),
+    [
+        (None, "https://evil.example/admin/openapi/v20260301/v2/customers.json?page_info=p2"),
+        (
+            None,
+            "https://demo.myshopline.com.evil.example/admin/openapi/v20260301/v2/customers.json?page_info=p",
+        ),
+        (None, "http://demo.myshopline.com/admin/openapi/v20260301/v2/customers.json?page_info=p2"),
+        (None, "https://other.myshopline.com/admin/openapi/v20260301/v2/customers.json?page_info=p2"),
+        # Another API version: the stored cursor outlived an upgrade; start the listing again.
+        (None, "https://demo.myshopline.com/admin/openapi/v20250301/v2/customers.json?page_info=p2"),
+        (None, "not a link"),
+        (ORIGIN, "http://devstore.test.evil.example/admin/openapi/v20260301/v2/customers.json?page_info=p"),
+        (ORIGIN, "https://evil.example/admin/openapi/v20260301/v2/customers.json?page_info=p2"),
+    ],
+)
+def test_a_cursor_to_anywhere_else_is_refused_without_sending_the_token(
+    mocked: responses.RequestsMock, origin: str | None, cursor: str
+) -> None:
+    with pytest.raises(FailedForGood) as caught:
+        make_client(admin_origin=origin).list_customers(cursor=cursor)
+    assert len(mocked.calls) == 0
+    assert TOKEN not in str(caught.value)
+
+
+def test_a_next_link_elsewhere_is_refused_rather_than_handed_out(
+    mocked: responses.RequestsMock, client: ShoplineClient
+) -> None:
+    mocked.get(
+        f"{BASE}/v2/customers.json",
+        json={"customers": [customer()]},
+        headers=next_link("https://evil.example/admin/openapi/v20260301", "p2"),
+    )
+    with pytest.raises(FailedForGood):
+        client.list_customers()
+
+
+def test_a_listing_takes_one_request_from_the_budget_and_honours_throttling(
+    mocked: responses.RequestsMock,
+) -> None:
+    mocked.get(f"{BASE}/v2/customers.json", status=429, json={"errors": "Too many request"})
+    budget = FakeBudget()
+    with pytest.raises(RetryLater) as caught:
+        make_client(budget).list_customers()
+    assert caught.value.throttled
+    assert len(budget.calls) == 1

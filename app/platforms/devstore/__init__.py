@@ -6,7 +6,9 @@ platforms' rules, rate limits, signed webhooks back to the app, and injectable f
     wsgi_app = create_devstore(store)
 
 Routes: ``/admin/api/<version>/graphql.json`` (Shopify), ``/admin/openapi/<version>/…`` (SHOPLINE),
-``/devstore/customers`` (what a merchant would see in the store's Customers), ``/devstore/faults``.
+``/devstore/customers`` (what a merchant would see in the store's Customers), ``/devstore/faults``, and
+``/devstore/bulk/<token>.jsonl`` (a Shopify bulk export's result, with no token like Shopify's signed storage
+links; registered with the Shopify blueprint).
 """
 
 from __future__ import annotations

@@ -7,12 +7,25 @@ exactly the root fields popsync's documents use, with Shopify's rules: one custo
 phone, E.164 phones, consent only with its identifier and only SUBSCRIBED/UNSUBSCRIBED/PENDING as input,
 ``tags`` and ``addresses`` replacing their lists, ``facts.birth_date`` only once its standard definition is
 enabled. Costs are computed like Shopify's and drawn from a leaky bucket per shop; every answer carries
-``extensions.cost``. Every customer change sends a ``customers/create`` or ``customers/update`` webhook.
+``extensions.cost``; a document asking for more than 1,000 points is refused unexecuted
+(``MAX_COST_EXCEEDED``), as Shopify does. Every customer change sends a ``customers/create`` or
+``customers/update`` webhook.
+
+Reading every customer: the ``customers`` connection (``first``/``after``, ``sortKey`` UPDATED_AT or ID, and
+``query`` with ``updated_at`` comparisons only; other search syntax is refused rather than ignored), and bulk
+exports: ``bulkOperationRunQuery`` validates its query against the same schema and runs it at once over the
+shop's customers as they are at that moment, keeping the JSONL in memory; ``bulkOperation(id:)`` answers
+RUNNING for the first poll(s) and then COMPLETED (see ``configure_bulk_operations``), and the file is served
+without a token at ``GET /devstore/bulk/<unguessable token>.jsonl``, like Shopify's signed storage URLs.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
+import secrets
 import threading
 import weakref
 from collections.abc import Mapping
@@ -55,6 +68,7 @@ from graphql.language import OperationType
 from graphql.language import SelectionSetNode
 from graphql.language import VariableNode
 from graphql.utilities import get_operation_ast
+from werkzeug.exceptions import NotFound
 
 from app.platforms.devstore.state import METADATA
 from app.platforms.devstore.state import DevStore
@@ -69,6 +83,13 @@ DEFINITION_GID = "gid://shopify/MetafieldDefinition/"
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105 (Shopify's error text)
 RATE_LIMITS_DOCS = "https://shopify.dev/api/usage/rate-limits"
 MUTATION_COST = 10
+# Shopify refuses a document whose requested cost passes this, before running it.
+MAX_QUERY_COST = 1000
+MAX_PAGE_SIZE = 250
+BULK_GID = "gid://shopify/BulkOperation/"
+# 2026-01 and later: up to five bulk queries running at once per shop and app.
+MAX_RUNNING_BULK_QUERIES = 5
+BULK_ERROR_CODES = ("ACCESS_DENIED", "INTERNAL_SERVER_ERROR", "TIMEOUT")
 # Consent states a caller may set; NOT_SUBSCRIBED, REDACTED and INVALID are Shopify's own.
 SETTABLE_CONSENT = ("SUBSCRIBED", "UNSUBSCRIBED", "PENDING")
 # The standard definitions the store knows: (owner type, namespace, key) -> (type, name).
@@ -145,11 +166,34 @@ class CostBucket:
 
 
 @dataclass
+class BulkRun:
+    """One bulk query: run when it was created, its result kept until the store stops (or it expires)."""
+
+    id: str
+    shop_id: int
+    query: str
+    created_at: str
+    object_count: int
+    file_token: str | None  # None: no result (no object, a failure or an expiry)
+    file_url: str | None
+    # How it ends, as the store was configured when it was created (see configure_bulk_operations).
+    running_polls: int = 1
+    error_code: str | None = None
+    polls: int = 0
+    expired: bool = False
+
+
+@dataclass
 class ShopifyState:
     """What the Shopify side keeps per development store besides its tables."""
 
     buckets: dict[int, CostBucket] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    bulk_runs: dict[str, BulkRun] = field(default_factory=dict)
+    bulk_files: dict[str, bytes] = field(default_factory=dict)
+    # How the store's bulk queries end: RUNNING for this many polls, then COMPLETED, or FAILED with this code.
+    bulk_running_polls: int = 1
+    bulk_error_code: str | None = None
 
     def bucket(self, store: DevStore, shop_id: int) -> CostBucket:
         if shop_id not in self.buckets:
@@ -166,6 +210,32 @@ def _state(store: DevStore) -> ShopifyState:
         if store not in _STATES:
             _STATES[store] = ShopifyState()
         return _STATES[store]
+
+
+def configure_bulk_operations(
+    store: DevStore, *, running_polls: int = 1, error_code: str | None = None
+) -> None:
+    """How the bulk queries created from now on end: ``running_polls`` polls of ``bulkOperation(id:)``
+    answer RUNNING (0: COMPLETED at the first), then COMPLETED, or FAILED with ``error_code`` (one of
+    Shopify's ``BulkOperationErrorCode``) when given."""
+    if running_polls < 0:
+        raise ValueError("running_polls must not be negative")
+    if error_code is not None and error_code not in BULK_ERROR_CODES:
+        raise ValueError(f"error_code must be one of {', '.join(BULK_ERROR_CODES)}")
+    state = _state(store)
+    with state.lock:
+        state.bulk_running_polls = running_polls
+        state.bulk_error_code = error_code
+
+
+def expire_bulk_operation(store: DevStore, operation_id: str) -> None:
+    """Age a bulk query past Shopify's seven days: EXPIRED, and its file gone (its URL answers 404)."""
+    state = _state(store)
+    with state.lock:
+        run = state.bulk_runs[operation_id]
+        run.expired = True
+        if run.file_token is not None:
+            state.bulk_files.pop(run.file_token, None)
 
 
 def requested_cost(
@@ -225,11 +295,13 @@ def requested_cost(
 
 @dataclass
 class RequestContext:
-    """What every resolver of one request needs: the store and the authenticated shop."""
+    """What every resolver of one request needs: the store and the authenticated shop. ``bulk``: the
+    request is a bulk query's own run, where connections answer every node (``first``/``after`` ignored)."""
 
     store: DevStore
     shop_id: int
     domain: str
+    bulk: bool = False
 
 
 @bp.post("/admin/api/<version>/graphql.json")
@@ -272,6 +344,8 @@ def graphql_endpoint(version: str) -> Any:
         return _refused(store, shop_id, [{"message": "An operation name is required"}])
 
     cost = requested_cost(schema, document, operation, variables)
+    if cost > MAX_QUERY_COST:
+        return _refused(store, shop_id, [_max_cost_error(cost)], requested=cost)
     throttled, status = _charge(store, shop_id, cost, refuse=fault == "throttle")
     if throttled:
         return _answer(
@@ -330,11 +404,23 @@ def _charge(
         return throttled, bucket.status(store)
 
 
-def _refused(store: DevStore, shop_id: int, errors: list[dict[str, Any]]) -> Response:
-    """A document that was never executed: its errors and a zero cost."""
+def _refused(store: DevStore, shop_id: int, errors: list[dict[str, Any]], *, requested: int = 0) -> Response:
+    """A document that was never executed: its errors and nothing charged."""
     _, status = _charge(store, shop_id, 0)
-    cost = {"requestedQueryCost": 0, "actualQueryCost": 0, "throttleStatus": status}
+    cost = {"requestedQueryCost": requested, "actualQueryCost": 0, "throttleStatus": status}
     return _answer({"errors": errors, "extensions": {"cost": cost}})
+
+
+def _max_cost_error(cost: int) -> dict[str, Any]:
+    return {
+        "message": f"Query cost is {cost}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).",
+        "extensions": {
+            "code": "MAX_COST_EXCEEDED",
+            "cost": cost,
+            "maxCost": MAX_QUERY_COST,
+            "documentation": RATE_LIMITS_DOCS,
+        },
+    }
 
 
 def _answer(body: dict[str, Any]) -> Response:
@@ -437,6 +523,263 @@ def resolve_customer_by_identifier(
             sa.select(customers).where(customers.c.shop_id == context.shop_id, condition)
         ).first()
     return customer_node(dict(row._mapping)) if row else None
+
+
+# -- reading every customer ------------------------------------------------------------------------------
+
+# ``updated_at:>='2026-03-01T10:00:00Z'`` and the like: the part of Shopify's search syntax the store knows.
+_SEARCH_TERM = re.compile(r"""updated_at:(>=|<=|>|<)(?:'([^']*)'|"([^"]*)"|([^\s'"]+))""")
+_SEARCH_JOIN = re.compile(r"\s+(?:AND\s+)?")
+_SORT_COLUMNS = {"UPDATED_AT": "updated_at", "ID": "id"}
+
+
+def _search_moment(text: str) -> str:
+    """A search value as the stored ``updated_at`` text (UTC, microseconds), so the database compares it."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise GraphQLError(f"Invalid date in query: '{text}'") from None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _search_conditions(query: str | None) -> list[Any]:
+    """The conditions for ``customers(query:)``; a GraphQLError for syntax the store does not understand,
+    which Shopify would apply and a silent store would not."""
+    text = (query or "").strip()
+    if not text:
+        return []
+    conditions: list[Any] = []
+    for term in _SEARCH_JOIN.split(text):
+        match = _SEARCH_TERM.fullmatch(term)
+        if match is None:
+            raise GraphQLError(
+                f"The development store's customers(query:) understands only updated_at comparisons "
+                f"(updated_at:>='2026-03-01T00:00:00Z', joined by AND), not '{term}'"
+            )
+        operator, *values = match.groups()
+        value = _search_moment(next(v for v in values if v is not None))
+        column = customers.c.updated_at
+        conditions.append(
+            {">=": column >= value, "<=": column <= value, ">": column > value, "<": column < value}[operator]
+        )
+    return conditions
+
+
+def _encode_cursor(sort_key: str, row: Mapping[str, Any]) -> str:
+    state = {"k": sort_key, "i": row["id"], "u": row["updated_at"]}
+    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+
+
+def _after_condition(sort_key: str, cursor: str) -> Any:
+    """The rows after ``cursor`` in ``sort_key`` order (ties on updatedAt broken by id, as Shopify does)."""
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError):
+        state = None
+    if (
+        not isinstance(state, dict)
+        or state.get("k") != sort_key
+        or not isinstance(state.get("i"), int)
+        or not isinstance(state.get("u"), str)
+    ):
+        raise GraphQLError("Invalid cursor for this sort key")
+    if sort_key == "ID":
+        return customers.c.id > state["i"]
+    return sa.or_(
+        customers.c.updated_at > state["u"],
+        sa.and_(customers.c.updated_at == state["u"], customers.c.id > state["i"]),
+    )
+
+
+def resolve_customers(
+    _root: Any,
+    info: GraphQLResolveInfo,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    query: str | None = None,
+    reverse: bool = False,
+    sortKey: str = "ID",
+) -> dict[str, Any]:
+    """``customers``: a forward page in ``sortKey`` order; in a bulk query's run, every customer."""
+    context = _context(info)
+    if sortKey not in _SORT_COLUMNS:
+        raise GraphQLError(f"The development store sorts customers by UPDATED_AT or ID, not {sortKey}")
+    if reverse or last is not None or before is not None:
+        raise GraphQLError("The development store pages customers forward only (first/after, no reverse)")
+    conditions = [customers.c.shop_id == context.shop_id, *_search_conditions(query)]
+    limit: int | None = None
+    if not context.bulk:
+        # Shopify ignores first and after in bulk queries, and demands first (or last) elsewhere.
+        if first is None:
+            raise GraphQLError("you must provide one of first or last")
+        if not 0 <= first <= MAX_PAGE_SIZE:
+            raise GraphQLError(f"The first argument must be between 0 and {MAX_PAGE_SIZE}")
+        limit = first
+        if after:
+            conditions.append(_after_condition(sortKey, after))
+    column = customers.c[_SORT_COLUMNS[sortKey]]
+    order = [column] if sortKey == "ID" else [column, customers.c.id]
+    statement = sa.select(customers).where(*conditions).order_by(*order)
+    if limit is not None:
+        statement = statement.limit(limit + 1)
+    with context.store.engine.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(statement)]
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    edges = [{"cursor": _encode_cursor(sortKey, row), "node": customer_node(row)} for row in rows]
+    return {
+        "edges": edges,
+        "nodes": [edge["node"] for edge in edges],
+        "pageInfo": {
+            "hasNextPage": more,
+            "hasPreviousPage": bool(after) and not context.bulk,
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+        },
+    }
+
+
+def _bulk_error(message: str, code: str = "INVALID") -> dict[str, Any]:
+    return {"bulkOperation": None, "userErrors": [_user_error(["query"], message, code)]}
+
+
+def _bulk_lines(schema: GraphQLSchema, document: DocumentNode, context: RequestContext) -> list[str] | str:
+    """The JSONL lines of a bulk query's run, or why it cannot run (Shopify's rules, those the trimmed
+    schema can meet: one top-level connection, a query, no ``node``/``nodes`` root)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1 or operations[0].operation != OperationType.QUERY:
+        return (
+            "Bulk queries must contain exactly one query operation (mutations have bulkOperationRunMutation)"
+        )
+    selections = operations[0].selection_set.selections
+    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+        return "Bulk queries must select exactly one top-level field"
+    root = selections[0]
+    root_field = schema.query_type.fields.get(root.name.value) if schema.query_type else None
+    if root_field is None or not get_named_type(root_field.type).name.endswith("Connection"):
+        return "Bulk queries must start from a connection field"
+    result = execute(schema, document, context_value=context)
+    if result.errors:
+        return "; ".join(error.message for error in result.errors)
+    connection = (result.data or {}).get(root.alias.value if root.alias else root.name.value) or {}
+    nodes = [edge["node"] for edge in connection.get("edges") or []] + list(connection.get("nodes") or [])
+    # Nested connections would be lines of their own with ``__parentId``; the trimmed schema has none.
+    return [json.dumps(node, separators=(",", ":"), ensure_ascii=False) for node in nodes]
+
+
+def resolve_bulk_operation_run_query(
+    _root: Any, info: GraphQLResolveInfo, query: str, groupObjects: bool = False
+) -> dict[str, Any]:
+    """``bulkOperationRunQuery``: validates ``query`` against the schema and runs it now, over the shop's
+    customers as they are; the result waits in memory for ``bulkOperation(id:)`` to report it done."""
+    context = _context(info)
+    schema = admin_schema()
+    try:
+        document = parse(query)
+    except GraphQLError as error:
+        return _bulk_error(f"Invalid bulk query: {error.message}")
+    errors = validate(schema, document)
+    if errors:
+        return _bulk_error(f"Invalid bulk query: {'; '.join(error.message for error in errors)}")
+    state = _state(context.store)
+    with state.lock:
+        running = [
+            run
+            for run in state.bulk_runs.values()
+            if run.shop_id == context.shop_id and _bulk_status(run) in ("CREATED", "RUNNING")
+        ]
+    if len(running) >= MAX_RUNNING_BULK_QUERIES:
+        return _bulk_error(
+            f"A maximum of {MAX_RUNNING_BULK_QUERIES} bulk query operations can run at a time for this app "
+            "and shop",
+            "LIMIT_REACHED",
+        )
+    lines = _bulk_lines(
+        schema, document, RequestContext(context.store, context.shop_id, context.domain, True)
+    )
+    if isinstance(lines, str):
+        return _bulk_error(f"Invalid bulk query: {lines}")
+    token = secrets.token_urlsafe(32) if lines else None
+    with state.lock:
+        run = BulkRun(
+            id=f"{BULK_GID}{len(state.bulk_runs) + 1}",
+            shop_id=context.shop_id,
+            query=query,
+            created_at=now_utc().isoformat(timespec="seconds").replace("+00:00", "Z"),
+            object_count=len(lines),
+            file_token=token,
+            # Absolute on the store's own origin, as the app fetches it from wherever it runs.
+            file_url=f"{request.host_url}devstore/bulk/{token}.jsonl" if token else None,
+            running_polls=state.bulk_running_polls,
+            error_code=state.bulk_error_code,
+        )
+        state.bulk_runs[run.id] = run
+        if token is not None:
+            state.bulk_files[token] = ("\n".join(lines) + "\n").encode()
+        return {"bulkOperation": _bulk_node(state, run), "userErrors": []}
+
+
+def _bulk_status(run: BulkRun) -> str:
+    if run.expired:
+        return "EXPIRED"
+    if run.polls == 0:
+        return "CREATED"
+    if run.polls <= run.running_polls:
+        return "RUNNING"
+    return "FAILED" if run.error_code else "COMPLETED"
+
+
+def _bulk_node(state: ShopifyState, run: BulkRun) -> dict[str, Any]:
+    status = _bulk_status(run)
+    done = status == "COMPLETED"
+    return {
+        "__typename": "BulkOperation",
+        "id": run.id,
+        "status": status,
+        "type": "QUERY",
+        "query": run.query,
+        "createdAt": run.created_at,
+        "completedAt": run.created_at if done else None,
+        "errorCode": run.error_code if status == "FAILED" else None,
+        # UnsignedInt64 is a string in Shopify's JSON.
+        "objectCount": str(run.object_count if done else 0),
+        "rootObjectCount": str(run.object_count if done else 0),
+        "fileSize": str(len(state.bulk_files.get(run.file_token or "", b"")))
+        if done and run.file_url
+        else None,
+        "url": run.file_url if done else None,
+        "partialDataUrl": None,
+    }
+
+
+def resolve_bulk_operation(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:
+    """``bulkOperation(id:)``: the shop's bulk query or null; each poll moves it on (see
+    ``configure_bulk_operations``)."""
+    context = _context(info)
+    state = _state(context.store)
+    with state.lock:
+        run = state.bulk_runs.get(id)
+        if run is None or run.shop_id != context.shop_id:
+            return None
+        # A finished operation stays as it ended; only a running one moves on with the polls.
+        if _bulk_status(run) in ("CREATED", "RUNNING"):
+            run.polls += 1
+        return _bulk_node(state, run)
+
+
+@bp.get("/devstore/bulk/<token>.jsonl")
+def bulk_file(token: str) -> Response:
+    """A bulk query's JSONL, for whoever has the unguessable link (like Shopify's signed URLs): no token."""
+    store: DevStore = current_app.extensions["devstore"]
+    state = _state(store)
+    with state.lock:
+        content = state.bulk_files.get(token)
+    if content is None:
+        raise NotFound()
+    return Response(content, mimetype="application/jsonl")
 
 
 def resolve_customer_metafield(
@@ -635,8 +978,10 @@ def resolve_standard_definition_enable(
 
 
 QUERY_RESOLVERS: dict[str, Any] = {
+    "bulkOperation": resolve_bulk_operation,
     "customer": resolve_customer,
     "customerByIdentifier": resolve_customer_by_identifier,
+    "customers": resolve_customers,
 }
 MUTATION_RESOLVERS: dict[str, Any] = {
     "customerCreate": resolve_customer_create,
@@ -645,6 +990,7 @@ MUTATION_RESOLVERS: dict[str, Any] = {
     "customerEmailMarketingConsentUpdate": resolve_email_consent_update,
     "customerSmsMarketingConsentUpdate": resolve_sms_consent_update,
     "standardMetafieldDefinitionEnable": resolve_standard_definition_enable,
+    "bulkOperationRunQuery": resolve_bulk_operation_run_query,
 }
 
 

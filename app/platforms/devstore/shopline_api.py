@@ -7,7 +7,8 @@ Routes (``<version>`` is any ``vYYYYMMDD``):
   named by ``X-Forwarded-Host``. In development any non-empty ``code`` is accepted. A refresh replaces the
   shop's token at once (SHOPLINE keeps the old one valid for five more minutes).
 - ``POST customers/query_user_by_email.json``, ``GET customers/v2/search.json`` (fuzzy ``query_param`` over
-  email, names and phone digits), ``GET v2/customers.json``, ``GET customers/v2/<id>.json``,
+  email, names and phone digits), ``GET v2/customers.json`` (``updated_at_min``/``updated_at_max``),
+  ``GET customers/v2/<id>.json``,
   ``POST customers.json``, ``PUT customers/<id>.json``, under ``/admin/openapi/<version>/``.
 - Webhook subscriptions per shop (reference/shopline.md §2.1), under the same prefix: ``GET webhooks.json``,
   ``GET webhooks/count.json``, ``POST webhooks.json`` (``{"webhook": {"topic", "address", "api_version"}}``),
@@ -573,7 +574,20 @@ def _decode_page(page_info: str) -> dict[str, Any]:
         raise Refused(400, "page_info is invalid") from None
     if not isinstance(state, dict) or not isinstance(state.get("after"), int):
         raise Refused(400, "page_info is invalid")
+    for bound in ("umin", "umax"):
+        if state.get(bound) is not None and not _is_iso(state[bound]):
+            raise Refused(400, "page_info is invalid")
     return state
+
+
+def _is_iso(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _limit(value: Any) -> int:
@@ -587,8 +601,23 @@ def _limit(value: Any) -> int:
     return limit
 
 
-def _page(shop: ShopContext, endpoint: str, query: str | None) -> Any:
-    """A page of the shop's customers (optionally fuzzy-matched) with a ``rel="next"`` link when more remain.
+def _updated_bound(name: str) -> str | None:
+    """An ``updated_at_min``/``updated_at_max`` argument as naive UTC ISO text (how it travels in
+    ``page_info``); a time without an offset is taken as UTC. 400 when it is not an ISO-8601 time."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused(400, f"{name} must be an ISO-8601 time") from None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return _utc_naive(aware).isoformat()
+
+
+def _page(shop: ShopContext, endpoint: str, query: str | None, *, updated: bool = False) -> Any:
+    """A page of the shop's customers (optionally fuzzy-matched, or with ``updated``, filtered by
+    ``updated_at_min``/``updated_at_max``) with a ``rel="next"`` link when more remain.
 
     As on SHOPLINE, a ``page_info`` carries the first call's filters; only ``limit`` may change."""
     limit = _limit(request.args.get("limit"))
@@ -597,7 +626,15 @@ def _page(shop: ShopContext, endpoint: str, query: str | None) -> Any:
     if page_info:
         state = _decode_page(page_info)
         after, query = state["after"], state.get("q")
+        updated_min, updated_max = state.get("umin"), state.get("umax")
+    else:
+        updated_min = _updated_bound("updated_at_min") if updated else None
+        updated_max = _updated_bound("updated_at_max") if updated else None
     statement = sa.select(customers).where(customers.c.shop_id == shop.id, customers.c.pk > after)
+    if updated_min:
+        statement = statement.where(customers.c.updated_at >= datetime.fromisoformat(updated_min))
+    if updated_max:
+        statement = statement.where(customers.c.updated_at <= datetime.fromisoformat(updated_max))
     if query:
         lowered = query.lower()
         matches = [
@@ -614,7 +651,9 @@ def _page(shop: ShopContext, endpoint: str, query: str | None) -> Any:
         rows = connection.execute(statement.order_by(customers.c.pk).limit(limit + 1)).all()
     response = jsonify({"customers": [customer_json(row) for row in rows[:limit]]})
     if len(rows) > limit:
-        token = _encode_page({"after": rows[limit - 1].pk, "q": query})
+        token = _encode_page(
+            {"after": rows[limit - 1].pk, "q": query, "umin": updated_min, "umax": updated_max}
+        )
         link = (
             f"https://{shop.domain}/admin/openapi/{shop.version}/{endpoint}?limit={limit}&page_info={token}"
         )
@@ -635,8 +674,9 @@ def search_customers(shop: ShopContext) -> Any:
 @bp.get(f"{API}/v2/customers.json")
 @api
 def list_customers_api(shop: ShopContext) -> Any:
-    """Every customer of the shop, oldest first, page by page."""
-    return _page(shop, "v2/customers.json", None)
+    """Every customer of the shop (updated within ``updated_at_min``/``updated_at_max`` when given), oldest
+    first, page by page."""
+    return _page(shop, "v2/customers.json", None, updated=True)
 
 
 @bp.post(f"{API}/customers.json")
