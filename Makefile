@@ -6,8 +6,11 @@ PY := $(VENV)/bin/python
 # Where `make test` runs the suite a second time; any server that answers on 127.0.0.1:5432 will do.
 PG_TEST_URL ?= postgresql+psycopg://$(shell whoami)@127.0.0.1:5432/postgres
 PORT ?= 8000
+NPM ?= npm
+# Debian's Chromium drives the browser tests (tests/browser); without it, Playwright's own download.
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test lint clean
+.PHONY: install node browser run test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +18,24 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# The Node tools (package.json: theme-check for the Shopify extension, terser for the popup build).
+node_modules/.installed: package.json package-lock.json
+	@if [ -f package.json ]; then $(NPM) ci --no-audit --no-fund; fi
+	touch $@
+
+node: node_modules/.installed
+
+## a browser for tests/browser: none to fetch when $(CHROMIUM) exists; CI installs Debian's (.ci/run)
+browser: $(VENV)/.installed
+	@if [ ! -x "$(CHROMIUM)" ] && [ -z "$$CI" ]; then \
+		echo "== $(CHROMIUM) not found: installing Playwright's Chromium"; \
+		$(VENV)/bin/playwright install chromium; \
+	fi
+
+install: $(VENV)/.installed node browser
 
 ## make run: the embedded default (SQLite in ./instance, the development store, a demo shop) on :$(PORT)
-run: install
+run: $(VENV)/.installed
 	POPSYNC_ENV=development $(VENV)/bin/popsync demo --port $(PORT)
 
 lint: install
@@ -38,4 +55,4 @@ test: lint
 	fi
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .hypothesis .ruff_cache node_modules

@@ -34,6 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.contacts import service
     from app.crypto import Keyring
     from app.ops import views as ops
+    from app.storefront import demo_store
+    from app.storefront import proxy as storefront_proxy
     from app.storefront import views as storefront
     from app.webhooks import views as webhooks
 
@@ -44,6 +46,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     service.init_app(app, service.ContactService(database, keyring))
 
     app.register_blueprint(storefront.bp)
+    app.register_blueprint(storefront_proxy.bp)
+    app.register_blueprint(demo_store.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(webhooks.bp)

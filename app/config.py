@@ -66,6 +66,8 @@ class Settings:
     submission_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(20, 60))
     shop_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(1200, 60))
     proxy_count: int = 0
+    # Serve the demo storefront page at /demo/store (development and tests only; off in production).
+    demo_storefront: bool = False
     sync_give_up_after: int = 3600
     platform_timeout: float = 10.0
     shopline_requests_per_second: float = 4.0
@@ -126,6 +128,9 @@ class Settings:
             ),
             shop_rate_limit=parse_rate_limit("SHOP_RATE_LIMIT", env.get("SHOP_RATE_LIMIT", "1200/minute")),
             proxy_count=_non_negative_int("PROXY_COUNT", env.get("PROXY_COUNT", "0")),
+            demo_storefront=_flag(
+                "DEMO_STOREFRONT", env.get("DEMO_STOREFRONT", ""), environment == "development"
+            ),
             sync_give_up_after=_non_negative_int("SYNC_GIVE_UP_AFTER", env.get("SYNC_GIVE_UP_AFTER", "3600")),
             platform_timeout=_positive_float("PLATFORM_TIMEOUT", env.get("PLATFORM_TIMEOUT", "10")),
             shopline_requests_per_second=_positive_float(
@@ -147,6 +152,17 @@ def _non_negative_int(name: str, value: str) -> int:
     if number < 0:
         raise ConfigError(f"{name} must not be negative")
     return number
+
+
+def _flag(name: str, value: str, default: bool) -> bool:
+    value = value.strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), not {value!r}")
 
 
 def _positive_float(name: str, value: str) -> float:

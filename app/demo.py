@@ -14,16 +14,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from app import create_app
 from app.db import get_database
+from app.models import Form
+from app.models import Shop
 from app.platforms.devstore import DevStore
 from app.platforms.devstore import create_devstore
 from app.shops import create_api_key
 from app.shops import register_shop
+from app.storefront.demo_store import DEMO_SHOP
+from app.storefront.forms import default_texts
+from app.storefront.forms import validate_form
 
-DEMO_SHOP = "demo.myshopify.com"
+DEMO_FORM_NAME = "Welcome (demo)"
 # The development store accepts this token for the demo shop only; it is not a Shopify credential.
 DEMO_TOKEN = "shpat_popsync_demo_store"  # noqa: S105
 DEVSTORE_PREFIXES = ("/admin/api/", "/admin/openapi/", "/admin/oauth/", "/devstore")
@@ -85,7 +92,54 @@ def build_demo(port: int, env: dict[str, str] | None = None) -> tuple[Flask, Dev
             region="US",
         )
         api_key = create_api_key(session, shop)
+        ensure_demo_form(session, shop)
     return app, store, api_key, PathDispatcher(app, create_devstore(store))
+
+
+def ensure_demo_form(session: Session, shop: Shop) -> Form:
+    """The demo shop's popup form: created once (by name), left as the person trying the demo edited it."""
+    existing = session.scalar(sa.select(Form).where(Form.shop_id == shop.id, Form.name == DEMO_FORM_NAME))
+    if existing is not None:
+        return existing
+    french = {
+        "title": "Rejoignez notre liste",
+        "body": "Recevez nos nouveautés et 10 % de réduction sur votre première commande.",
+        "email_label": "E-mail",
+        "phone_label": "Téléphone",
+        "email_consent": "Oui, envoyez-moi des offres par e-mail. Je peux me désabonner à tout moment.",
+        "sms_consent": "Oui, envoyez-moi des offres par SMS. Répondez STOP pour vous désabonner.",
+        "submit": "S'inscrire",
+        "close": "Fermer",
+        "invalid_email": "Saisissez une adresse e-mail valide",
+        "required": "Ce champ est obligatoire",
+        "success_title": "Merci !",
+        "success_body": "Vous êtes inscrit·e. Voici votre code :",
+        "discount_label": "Votre code",
+    }
+    english = {
+        **default_texts(),
+        "title": "Join the tea club",
+        "body": "New arrivals first, and 10% off your first order.",
+        "success_body": "You're on the list. Here is your code:",
+    }
+    values = validate_form(
+        {
+            "name": DEMO_FORM_NAME,
+            "template": "email_sms",
+            "fields": [{"name": "email", "required": True}, {"name": "phone", "required": False}],
+            "texts": {"en": english, "fr": french},
+            "default_locale": "en",
+            "trigger": {"type": "delay", "delay_seconds": 2, "frequency_days": 0},
+            "targeting": {"match": "all", "paths": []},
+            "discount_code": "WELCOME10",
+            "tag": "popsync-demo",
+            "active": True,
+        }
+    )
+    form = Form(shop_id=shop.id, **values)
+    session.add(form)
+    session.flush()
+    return form
 
 
 def start_worker(app: Flask) -> threading.Event:
@@ -103,6 +157,7 @@ def banner(port: int, api_key: str) -> str:
     return f"""
 popsync demo — the app and a development store in one process (SQLite, development mode)
 
+  Demo storefront (the popup)    {origin}/demo/store
   Development store's customers  {origin}/devstore/customers
   Admin API (contacts)           curl -H 'Authorization: Bearer {api_key}' {origin}/api/v1/contacts
   Submit as a shopper            curl -X POST {origin}/storefront/submissions \\

@@ -282,3 +282,51 @@ class UsedSignature(Base):
     purpose: Mapped[str] = mapped_column(sa.String(32))
     digest: Mapped[str] = mapped_column(sa.String(64))  # SHA-256 of the signature, never the request
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Form(Base):
+    """A popup form of a shop: what it asks, what it says (per locale), when and where it opens."""
+
+    __tablename__ = "forms"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    template: Mapped[str] = mapped_column(sa.String(16))  # newsletter | email_sms | profile
+    # [{"name": "email", "required": true}, {"name": "birthday", "format": "date"}, …]
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
+    # {"en": {"title": …, "submit": …}, "fr": {…}}
+    texts: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    default_locale: Mapped[str] = mapped_column(sa.String(16), default="en")
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    targeting: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    discount_code: Mapped[str | None] = mapped_column(sa.String(64))
+    # Added to every contact the form collects, and to its platform customer (rule 9).
+    tag: Mapped[str | None] = mapped_column(sa.String(255))
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FormDailyStat(Base):
+    """A form's views and submissions on one UTC day; counted with an upsert, exact under concurrency."""
+
+    __tablename__ = "form_daily_stats"
+    __table_args__ = (sa.UniqueConstraint("form_id", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    form_id: Mapped[int] = mapped_column(sa.ForeignKey("forms.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(sa.Date)
+    views: Mapped[int] = mapped_column(sa.Integer, default=0)
+    submissions: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class RateLimitCounter(Base):
+    """A fixed-window request counter shared by every process (storefront rate limits). ``key`` names the
+    limit and who is counted; rows of windows long past are deleted opportunistically."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    count: Mapped[int] = mapped_column(sa.Integer, default=0)

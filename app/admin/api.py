@@ -202,3 +202,8 @@ def openapi_description() -> Any:
     from app.admin.openapi import build_description
 
     return jsonify(build_description(current_settings().app_url))
+
+
+# The admin API's other routes live in their own modules, registered on ``bp`` when imported here.
+from app.admin import embed as _embed  # noqa: E402, F401 - /api/v1/storefront-embed
+from app.admin import forms as _forms  # noqa: E402, F401 - /api/v1/forms

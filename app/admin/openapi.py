@@ -117,6 +117,15 @@ SCHEMAS: dict[str, Any] = {
             "country": {"type": "string", "description": "ISO 3166-1 alpha-2"},
             "email_consent": {"type": "boolean"},
             "sms_consent": {"type": "boolean"},
+            "locale": {"type": "string", "description": "the locale the texts were shown in"},
+            "page_url": {"type": "string", "description": "the page submitted from (consent evidence)"},
+            "email_consent_text": {"type": "string", "description": "the text next to the ticked box"},
+            "sms_consent_text": {"type": "string", "description": "the text next to the ticked box"},
+            "website": {"type": "string", "description": "the honeypot: filled means a bot (answered ok)"},
+            "elapsed_ms": {
+                "type": "number",
+                "description": "ms from shown to submitted; under 1,500 means a bot (answered ok)",
+            },
         },
         "additionalProperties": True,
     },
@@ -158,7 +167,7 @@ def build_description(app_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": app_url}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **FORM_SCHEMAS},
             "securitySchemes": {
                 "apiKey": {
                     "type": "http",
@@ -326,6 +335,29 @@ def build_description(app_url: str) -> dict[str, Any]:
                     },
                 },
             },
+            "/api/v1/storefront-embed": {
+                "get": {
+                    **ADMIN,
+                    "summary": "Is the app embed on in the live theme? With the link that turns it on",
+                    "responses": {
+                        "200": _json(
+                            "the embed's state; enabled is null when it cannot be known (SHOPLINE, no "
+                            "read_themes permission, the platform unreachable)",
+                            {
+                                "type": "object",
+                                "required": ["platform", "enabled", "activate_url", "detail"],
+                                "properties": {
+                                    "platform": {"enum": ["shopify", "shopline"]},
+                                    "enabled": {"type": ["boolean", "null"]},
+                                    "activate_url": {"type": "string", "format": "uri"},
+                                    "detail": {"type": "string"},
+                                },
+                            },
+                        ),
+                        "401": UNAUTHORIZED,
+                    },
+                }
+            },
             "/api/v1/customer-pulls/{id}": {
                 "get": {
                     **ADMIN,
@@ -359,6 +391,7 @@ def build_description(app_url: str) -> dict[str, Any]:
                         "404": _error("unknown or uninstalled shop"),
                         "413": _error("the body is over 64 KB"),
                         "422": FIELD_ERRORS,
+                        "429": _RATE_LIMITED,
                     },
                 },
                 "options": {
@@ -366,6 +399,7 @@ def build_description(app_url: str) -> dict[str, Any]:
                     "responses": {"204": {"description": "allowed or not"}},
                 },
             },
+            **form_paths(),
             "/healthz": {
                 "get": {
                     "summary": "The process answers",
@@ -381,5 +415,290 @@ def build_description(app_url: str) -> dict[str, Any]:
                     },
                 }
             },
+        },
+    }
+
+
+# --- popup forms and the storefront's form routes ----------------------------------------------------
+
+_FORM_FIELD = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "enum": ["email", "phone", "first_name", "last_name", "birthday", "gender", "country"],
+        },
+        "required": {"type": "boolean"},
+        "format": {"type": "string", "enum": ["date", "month_day"], "description": "birthday only"},
+    },
+}
+_FORM_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string", "maxLength": 255},
+    "template": {"type": "string", "enum": ["newsletter", "email_sms", "profile"]},
+    "fields": {
+        "type": "array",
+        "items": _FORM_FIELD,
+        "description": "newsletter: email; email_sms: email and phone; profile: email and any of the names, "
+        "birthday, gender, country. Email or phone must be required.",
+    },
+    "trigger": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "enum": ["delay", "scroll", "exit_intent"]},
+            "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 600},
+            "scroll_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+            "frequency_days": {"type": "integer", "minimum": 0, "maximum": 365},
+        },
+    },
+    "targeting": {
+        "type": "object",
+        "properties": {
+            "match": {"type": "string", "enum": ["all", "equals", "contains"]},
+            "paths": {"type": "array", "maxItems": 50, "items": {"type": "string", "pattern": "^/"}},
+        },
+    },
+    "default_locale": {"type": "string", "description": "a locale like en or fr-CA; texts must include it"},
+    "texts": {
+        "type": "object",
+        "description": "per locale, the popup's texts (title, body, labels, consent texts, submit, …), "
+        "each at most 1,000 characters",
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "maxLength": 1000},
+        },
+    },
+    "discount_code": {"type": ["string", "null"], "maxLength": 64},
+    "tag": {
+        "type": ["string", "null"],
+        "maxLength": 255,
+        "description": "added to the contacts the form collects and to their platform customers; no commas",
+    },
+}
+FORM_SCHEMAS: dict[str, Any] = {
+    "StorefrontForm": {
+        "type": "object",
+        "required": ["id", "name", "template", "fields", "trigger", "targeting", "default_locale", "texts"],
+        "properties": {"id": {"type": "string"}, **_FORM_PROPERTIES},
+    },
+    "Form": {
+        "allOf": [
+            {"$ref": "#/components/schemas/StorefrontForm"},
+            {
+                "type": "object",
+                "required": ["active", "created_at", "updated_at", "stats"],
+                "properties": {
+                    "active": {"type": "boolean"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "updated_at": {"type": "string", "format": "date-time"},
+                    "stats": {
+                        "type": "object",
+                        "required": ["days", "views", "submissions", "conversion_rate"],
+                        "description": "the last 30 days (UTC)",
+                        "properties": {
+                            "days": {"type": "integer"},
+                            "views": {"type": "integer"},
+                            "submissions": {"type": "integer"},
+                            "conversion_rate": {
+                                "type": ["number", "null"],
+                                "description": "submissions / views; null without views",
+                            },
+                        },
+                    },
+                },
+            },
+        ]
+    },
+    "FormInput": {
+        "type": "object",
+        "description": "POST needs name; PATCH changes only the fields given (a template change without "
+        "fields takes that template's default fields)",
+        "properties": {**_FORM_PROPERTIES, "active": {"type": "boolean"}},
+    },
+    "Country": {
+        "type": "object",
+        "required": ["code", "name", "dial"],
+        "properties": {
+            "code": {"type": "string", "description": "ISO 3166-1 alpha-2"},
+            "name": {"type": "string"},
+            "dial": {"type": ["string", "null"], "description": "the dialling code, e.g. +1"},
+        },
+    },
+}
+_RATE_LIMITED = {
+    "description": "the client or the shop is over its rate limit",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds until it resets"}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_FORM_REF = {"$ref": "#/components/schemas/Form"}
+_FORM_INPUT = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FormInput"}}},
+}
+_SUBMISSION_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submission"}}},
+}
+_SUBMISSION_ANSWERS = {
+    "200": _json("accepted (whether or not anything was synced)", {"$ref": "#/components/schemas/Ok"}),
+    "400": _error("the body is not a JSON object"),
+    "404": _error("unknown or uninstalled shop"),
+    "413": _error("the body is over 64 KB"),
+    "422": FIELD_ERRORS,
+    "429": _RATE_LIMITED,
+}
+
+
+def form_paths() -> dict[str, Any]:
+    """The admin form routes and the storefront routes the popup script calls."""
+    return {
+        "/api/v1/forms": {
+            "get": {
+                **ADMIN,
+                "summary": "The shop's popup forms, each with its last 30 days' figures",
+                "responses": {
+                    "200": _json(
+                        "the forms",
+                        {
+                            "type": "object",
+                            "required": ["forms"],
+                            "properties": {"forms": {"type": "array", "items": _FORM_REF}},
+                        },
+                    ),
+                    "401": UNAUTHORIZED,
+                },
+            },
+            "post": {
+                **ADMIN,
+                "summary": "Create a popup form",
+                "requestBody": _FORM_INPUT,
+                "responses": {
+                    "201": _json("the new form", _FORM_REF),
+                    "400": _error("the body is not a JSON object"),
+                    "401": UNAUTHORIZED,
+                    "422": FIELD_ERRORS,
+                },
+            },
+        },
+        "/api/v1/forms/{id}": {
+            "get": {
+                **ADMIN,
+                "summary": "One popup form",
+                "parameters": [ID_PARAMETER],
+                "responses": {"200": _json("the form", _FORM_REF), "401": UNAUTHORIZED, "404": NOT_FOUND},
+            },
+            "patch": {
+                **ADMIN,
+                "summary": "Change some of a form's fields",
+                "parameters": [ID_PARAMETER],
+                "requestBody": _FORM_INPUT,
+                "responses": {
+                    "200": _json("the form", _FORM_REF),
+                    "400": _error("the body is not a JSON object"),
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                    "422": FIELD_ERRORS,
+                },
+            },
+            "delete": {
+                **ADMIN,
+                "summary": "Delete a form and its figures (contacts keep its tag)",
+                "parameters": [ID_PARAMETER],
+                "responses": {"204": {"description": "deleted"}, "401": UNAUTHORIZED, "404": NOT_FOUND},
+            },
+        },
+        "/storefront/popup.js": {
+            "get": {
+                "summary": "The popup script (ETag; Cache-Control public, max-age=300; CORS *)",
+                "responses": {
+                    "200": {
+                        "description": "the script",
+                        "content": {"application/javascript": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "not modified (If-None-Match)"},
+                },
+            }
+        },
+        "/storefront/forms": {
+            "get": {
+                "summary": "The shop's active forms and the country list (ETag; public, max-age=60)",
+                "parameters": [
+                    {
+                        "name": "shop",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "the shop's platform domain",
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        "the forms",
+                        {
+                            "type": "object",
+                            "required": ["forms", "countries"],
+                            "properties": {
+                                "forms": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/StorefrontForm"},
+                                },
+                                "countries": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Country"},
+                                },
+                            },
+                        },
+                    ),
+                    "304": {"description": "not modified (If-None-Match)"},
+                    "404": _error("unknown or uninstalled shop"),
+                },
+            }
+        },
+        "/storefront/forms/{id}/views": {
+            "post": {
+                "summary": "Count a view of the form for today (the popup's beacon)",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["shop"],
+                                "properties": {"shop": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "204": {"description": "counted"},
+                    "400": _error("the body is not a JSON object"),
+                    "404": _error("unknown shop or form"),
+                    "429": _RATE_LIMITED,
+                },
+            },
+            "options": {
+                "summary": "CORS preflight",
+                "parameters": [ID_PARAMETER],
+                "responses": {"204": {"description": "allowed or not"}},
+            },
+        },
+        "/proxy/submissions": {
+            "post": {
+                "summary": "A popup submission through the Shopify app proxy (signed query; shop from it)",
+                "parameters": [
+                    {"name": "signature", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "timestamp", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    {"name": "shop", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "logged_in_customer_id",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "identifies the shopper when no email or phone is collected (rule 1)",
+                    },
+                ],
+                "requestBody": _SUBMISSION_BODY,
+                "responses": {**_SUBMISSION_ANSWERS, "401": _error("not signed by Shopify, or stale")},
+            }
         },
     }

@@ -61,7 +61,7 @@ from app.shops import register_shop
 bp = Blueprint("shopify_auth", __name__)
 log = logging.getLogger("popsync.auth.shopify")
 
-SCOPES = "read_customers,write_customers,write_app_proxy"
+SCOPES = "read_customers,write_customers,write_app_proxy,read_themes"
 CALLBACK_PATH = "/auth/shopify/callback"
 PATCH_ID_TOKEN_PATH = "/auth/patch-id-token"  # noqa: S105 (a path, not a secret)
 STATE_COOKIE = "popsync_shopify_state"

@@ -121,6 +121,36 @@ def parse_customer(node: Mapping[str, Any]) -> PlatformCustomer:
     )
 
 
+def embed_switched_on(settings_data: str, block_handle: str) -> bool | None:
+    """Read a theme's ``config/settings_data.json``: an app embed is on when a block of type
+    ``shopify://apps/<app>/blocks/<block_handle>/<uuid>`` is present and not ``disabled``. Shopify writes
+    a ``/* … */`` notice above the JSON; None when what remains is not a JSON object."""
+    text = settings_data.lstrip()
+    if text.startswith("/*"):
+        end = text.find("*/")
+        text = text[end + 2 :] if end >= 0 else ""
+    try:
+        settings = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(settings, dict):
+        return None
+    current = settings.get("current")
+    if isinstance(current, str):  # a preset's name: its settings live under "presets"
+        current = (settings.get("presets") or {}).get(current)
+    blocks = current.get("blocks") if isinstance(current, dict) else None
+    if not isinstance(blocks, dict):
+        return False
+    marker = f"/blocks/{block_handle}/"
+    return any(
+        isinstance(block, dict)
+        and str(block.get("type", "")).startswith("shopify://apps/")
+        and marker in str(block.get("type", ""))
+        and not block.get("disabled", False)
+        for block in blocks.values()
+    )
+
+
 def parse_datetime(value: str | None) -> datetime | None:
     """An aware datetime from Shopify's ISO 8601 ``DateTime`` (``Z`` or an offset); None when absent."""
     if not value:
@@ -335,6 +365,20 @@ class ShopifyClient:
         if page_info.get("hasNextPage") and isinstance(end_cursor, str) and end_cursor:
             next_cursor = json.dumps({"after": end_cursor, "query": search}, separators=(",", ":"))
         return CustomerPage(customers=tuple(parse_customer(node) for node in nodes), next_cursor=next_cursor)
+
+    def app_embed_enabled(self, block_handle: str) -> bool | None:
+        """Whether the live theme has this app's embed block ``block_handle`` switched on; None when the
+        store has no live theme or its settings cannot be read as JSON. FailedForGood (ACCESS_DENIED)
+        without the ``read_themes`` scope."""
+        data = self.execute(documents.LIVE_THEME_SETTINGS, {}, "live theme lookup")
+        themes = (data.get("themes") or {}).get("nodes") or []
+        if not themes:
+            return None
+        files = ((themes[0] or {}).get("files") or {}).get("nodes") or []
+        content = ((files[0] or {}).get("body") or {}).get("content") if files else None
+        if not isinstance(content, str):
+            return None
+        return embed_switched_on(content, block_handle)
 
     def start_bulk_export(self) -> BulkExport:
         """``bulkOperationRunQuery`` over every customer (``BULK_CUSTOMERS_QUERY``, one JSONL line each).

@@ -263,6 +263,27 @@ query PopsyncBulkOperation($id: ID!) {
 
 BULK_CUSTOMERS_RUN = BULK_CUSTOMERS_RUN + BULK_OPERATION_FRAGMENT
 
+# The live theme's settings, where Shopify records which app embeds are switched on (needs read_themes).
+LIVE_THEME_SETTINGS = """
+query PopsyncLiveThemeSettings {
+  themes(first: 1, roles: [MAIN]) {
+    nodes {
+      id
+      files(filenames: ["config/settings_data.json"], first: 1) {
+        nodes {
+          filename
+          body {
+            ... on OnlineStoreThemeFileBodyText {
+              content
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
 ALL_DOCUMENTS: tuple[tuple[str, str], ...] = (
     ("CUSTOMER_BY_EMAIL", CUSTOMER_BY_EMAIL),
     ("CUSTOMER_BY_PHONE", CUSTOMER_BY_PHONE),
@@ -277,4 +298,5 @@ ALL_DOCUMENTS: tuple[tuple[str, str], ...] = (
     ("BULK_CUSTOMERS_QUERY", BULK_CUSTOMERS_QUERY),
     ("BULK_CUSTOMERS_RUN", BULK_CUSTOMERS_RUN),
     ("BULK_OPERATION", BULK_OPERATION),
+    ("LIVE_THEME_SETTINGS", LIVE_THEME_SETTINGS),
 )

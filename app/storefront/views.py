@@ -1,12 +1,19 @@
-"""The storefront's routes: public, no login, called by the popup script from the shop's own pages.
+"""The storefront's routes: public, no login, called by the popup script from the shop's own pages
+(docs/storefront.md is the protocol).
 
-A submission is validated, synced by the rules and committed before the answer; the platform write follows
-through the outbox. The storefront never learns whether a contact was created, updated or left alone.
+- ``GET /storefront/popup.js``: the script itself (cacheable, ETag).
+- ``GET /storefront/forms?shop=D``: the shop's active forms and the country list (cacheable, ETag).
+- ``POST /storefront/forms/<id>/views``: the view beacon, for the form's conversion figures.
+- ``POST /storefront/submissions``: a submission, validated, synced by the rules and committed before the
+  answer; the platform write follows through the outbox. The storefront never learns whether a contact was
+  created, updated or left alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,19 +24,26 @@ from flask import jsonify
 from flask import request
 
 from app.config import current_settings
-from app.contacts.normalize import ValidationError
-from app.contacts.normalize import collect_submission
-from app.contacts.service import get_service
+from app.db import get_database
 from app.db import request_session
-from app.enums import Source
+from app.models import Form
 from app.models import Shop
 from app.models import ShopDomain
 from app.shops import find_shop
+from app.storefront import stats
+from app.storefront.forms import countries
+from app.storefront.forms import storefront_form_json
+from app.storefront.rate_limit import client_address
+from app.storefront.submissions import Answer
+from app.storefront.submissions import accept_submission
+from app.storefront.submissions import over_limit
+from app.storefront.submissions import read_json_body
 
 bp = Blueprint("storefront", __name__, url_prefix="/storefront")
 
-MAX_BODY_BYTES = 64 * 1024
-_EVIDENCE_TEXT_LIMIT = 2048
+POPUP_SCRIPT = Path(__file__).parent / "static" / "popup.js"
+FORMS_MAX_AGE = 60
+SCRIPT_MAX_AGE = 300
 
 
 def _allowed_origin(origin: str | None, shop: Shop | None) -> bool:
@@ -65,8 +79,13 @@ def _answer(body: dict[str, Any], status: int, origin: str | None) -> Response:
     return _with_cors(response, origin)
 
 
-@bp.route("/submissions", methods=["OPTIONS"])
-def submissions_preflight() -> Response:
+def _respond(answer: Answer, origin: str | None) -> Response:
+    response = _answer(answer.body, answer.status, origin)
+    response.headers.update(answer.headers)
+    return response
+
+
+def _preflight() -> Response:
     """CORS preflight: allow POST with a JSON body from the storefront origins of installed shops."""
     origin = request.headers.get("Origin")
     response = Response(status=204)
@@ -80,53 +99,90 @@ def submissions_preflight() -> Response:
     return response
 
 
+def installed_shop(domain: Any) -> Shop | None:
+    if not isinstance(domain, str) or not domain.strip():
+        return None
+    shop = find_shop(request_session(), domain)
+    return shop if shop is not None and shop.installed else None
+
+
+@bp.get("/popup.js")
+def popup_script() -> Response:
+    """The popup script: the same file the Shopify extension ships; cached for 5 minutes, ETag, CORS *."""
+    try:
+        content = POPUP_SCRIPT.read_bytes()
+    except FileNotFoundError:
+        abort(404, description="the popup script is not built")
+    response = Response(content, mimetype="application/javascript")
+    response.set_etag(hashlib.sha256(content).hexdigest()[:32])
+    response.headers["Cache-Control"] = f"public, max-age={SCRIPT_MAX_AGE}"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response.make_conditional(request)
+
+
+@bp.get("/forms")
+def list_forms() -> Response:
+    """The shop's active forms and the countries the pickers offer; 404 for an unknown or uninstalled shop."""
+    shop = installed_shop(request.args.get("shop"))
+    origin = request.headers.get("Origin")
+    if shop is None:
+        return _answer({"ok": False, "error": "unknown shop"}, 404, None)
+    forms = request_session().scalars(
+        sa.select(Form).where(Form.shop_id == shop.id, Form.active.is_(True)).order_by(Form.id)
+    )
+    body = {"forms": [storefront_form_json(form) for form in forms], "countries": list(countries())}
+    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    response = Response(content, mimetype="application/json")
+    response.set_etag(hashlib.sha256(content).hexdigest()[:32])
+    response.headers["Cache-Control"] = f"public, max-age={FORMS_MAX_AGE}"
+    _with_cors(response, origin if _allowed_origin(origin, shop) else None)
+    return response.make_conditional(request)
+
+
+@bp.route("/forms/<int:form_id>/views", methods=["OPTIONS"])
+def views_preflight(form_id: int) -> Response:
+    """CORS preflight for the view beacon (sent as fetch with keepalive where sendBeacon is missing)."""
+    return _preflight()
+
+
+@bp.post("/forms/<int:form_id>/views")
+def count_view(form_id: int) -> Response:
+    """Count one view of an active form for today: 204; 404 for an unknown form or shop."""
+    origin = request.headers.get("Origin")
+    body = read_json_body()
+    shop = installed_shop(body.get("shop"))
+    if shop is None:
+        return _answer({"ok": False, "error": "unknown shop"}, 404, None)
+    cors_origin = origin if _allowed_origin(origin, shop) else None
+    known = request_session().scalar(sa.select(Form.id).where(Form.shop_id == shop.id, Form.id == form_id))
+    if known is None:
+        return _answer({"ok": False, "error": "unknown form"}, 404, cors_origin)
+    refused = over_limit("views", shop, client_address())
+    if refused is not None:
+        return _respond(refused, cors_origin)
+    request_session().close()
+    stats.count(get_database(), form_id, "views")
+    return _with_cors(Response(status=204), cors_origin)
+
+
+@bp.route("/submissions", methods=["OPTIONS"])
+def submissions_preflight() -> Response:
+    """CORS preflight: allow POST with a JSON body from the storefront origins of installed shops."""
+    return _preflight()
+
+
 @bp.post("/submissions")
 def create_submission() -> Response:
     """Accept a popup submission: 200 when accepted (synced or not), 4xx naming what is wrong."""
     origin = request.headers.get("Origin")
-    request.max_content_length = MAX_BODY_BYTES
-    raw = request.get_data(cache=False)  # 413 past the limit
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        abort(400, description="the body must be a JSON object")
-    if not isinstance(body, dict):
-        abort(400, description="the body must be a JSON object")
-
+    body = read_json_body()
     domain = body.get("shop")
     if not isinstance(domain, str) or not domain.strip():
         return _answer({"ok": False, "errors": {"shop": "is required"}}, 422, None)
-    session = request_session()
-    shop = find_shop(session, domain)
-    if shop is None or not shop.installed:
+    shop = installed_shop(domain)
+    if shop is None:
         return _answer({"ok": False, "error": "unknown shop"}, 404, None)
     cors_origin = origin if _allowed_origin(origin, shop) else None
     if origin and cors_origin is None:
         return _answer({"ok": False, "error": "this origin may not post for this shop"}, 403, None)
-
-    try:
-        collected = collect_submission(body, shop.region)
-    except ValidationError as error:
-        return _answer({"ok": False, "errors": error.errors}, 422, cors_origin)
-    shop_id = shop.id
-    session.close()  # the sync runs in its own write transaction; hold no read snapshot across it
-
-    get_service().sync(shop_id, collected, source=Source.FORM, evidence=_evidence(body))
-    return _answer({"ok": True}, 200, cors_origin)
-
-
-def _evidence(body: dict[str, Any]) -> dict[str, Any]:
-    """The consent evidence a submission keeps on its event: form, text shown, page, time, client."""
-
-    def text(value: Any) -> str | None:
-        return value[:_EVIDENCE_TEXT_LIMIT] if isinstance(value, str) and value.strip() else None
-
-    evidence = {
-        "form_id": text(body.get("form_id")),
-        "consent_text": text(body.get("consent_text")),
-        "page_url": text(body.get("page_url")) or text(request.headers.get("Referer")),
-        "client_ip": request.remote_addr,
-        "email_consent": body.get("email_consent") is True,
-        "sms_consent": body.get("sms_consent") is True,
-    }
-    return {key: value for key, value in evidence.items() if value is not None}
+    return _respond(accept_submission(body, shop, client_address()), cors_origin)

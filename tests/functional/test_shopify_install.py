@@ -170,7 +170,7 @@ def test_install_redirects_to_the_grant_page_with_a_state_cookie(client: FlaskCl
     )
     query = parse_qs(target.query)
     assert query["client_id"] == [API_KEY]
-    assert query["scope"] == ["read_customers,write_customers,write_app_proxy"]
+    assert query["scope"] == ["read_customers,write_customers,write_app_proxy,read_themes"]
     assert query["redirect_uri"] == ["http://popsync.test/auth/shopify/callback"]
     assert len(query["state"][0]) >= 32
     cookie = response.headers["Set-Cookie"]

@@ -145,3 +145,124 @@ def test_a_post_from_another_shops_origin_is_refused(
     assert response.status_code == 403
     assert "Access-Control-Allow-Origin" not in response.headers
     assert all_contacts(db) == []
+
+
+# --- forms, evidence and bots ------------------------------------------------------------------------
+
+
+def add_form(db: Database, shop: Shop, **values: object) -> int:
+    from app.models import Form
+    from app.storefront.forms import validate_form
+
+    with db.write_transaction() as session:
+        form = Form(shop_id=shop.id, **validate_form({"name": "Welcome", "tag": "popsync-welcome", **values}))
+        session.add(form)
+        session.flush()
+        return form.id
+
+
+def daily_submissions(db: Database, form_id: int) -> int:
+    from app.models import FormDailyStat
+
+    with db.sessionmaker() as session:
+        return sum(
+            session.scalars(sa.select(FormDailyStat.submissions).where(FormDailyStat.form_id == form_id))
+        )
+
+
+def test_the_form_tag_reaches_the_contact_and_the_platform_customer(
+    app: Flask, client: FlaskClient, db: Database, shop: Shop
+) -> None:
+    from app.jobs import Worker
+    from tests.fakes import MemoryPlatform
+
+    form_id = add_form(db, shop)
+    response = post(client, {"shop": SHOP, "form_id": str(form_id), "email": "ann@example.com"})
+    assert response.json == {"ok": True}
+    [contact] = all_contacts(db)
+    assert contact.tags == ["popsync-welcome"]
+    assert contact.pending_tags == ["popsync-welcome"]
+    with db.sessionmaker() as session:
+        assert session.scalars(sa.select(OutboxItem.kind)).all() == ["push_contact"]
+
+    platform = MemoryPlatform()
+    worker = Worker(
+        db,
+        app.config["POPSYNC"],
+        app.extensions["popsync.keyring"],
+        app.extensions["popsync.contacts"],
+        client_factory=lambda _shop: platform,
+    )
+    worker.run(until_idle=True)
+    [customer] = platform.customers.values()
+    assert customer.email == "ann@example.com"
+    assert "popsync-welcome" in customer.tags
+    assert daily_submissions(db, form_id) == 1
+
+
+def test_another_shops_form_adds_no_tag(app: Flask, client: FlaskClient, db: Database, shop: Shop) -> None:
+    other = add_shop(app, "other.myshopify.com")
+    other_form = add_form(db, other, tag="not-yours")
+    post(client, {"shop": SHOP, "form_id": other_form, "email": "ann@example.com"})
+    [contact] = all_contacts(db)
+    assert contact.tags == []
+    assert daily_submissions(db, other_form) == 0
+
+
+def test_the_submitted_event_keeps_the_consent_evidence(
+    client: FlaskClient, db: Database, shop: Shop
+) -> None:
+    form_id = add_form(db, shop)
+    post(
+        client,
+        {
+            "shop": SHOP,
+            "form_id": str(form_id),
+            "email": "ann@example.com",
+            "phone": "+14155552671",
+            "email_consent": True,
+            "sms_consent": False,
+            "email_consent_text": "Yes, email me offers",
+            "sms_consent_text": "Yes, text me",
+            "locale": "fr",
+            "page_url": "https://demo.myshopify.com/collections/sale",
+            "elapsed_ms": 5000,
+        },
+    )
+    with db.sessionmaker() as session:
+        event = session.scalars(sa.select(ContactEvent)).one()
+    assert event.kind == "submitted"
+    data = event.data
+    assert data["form_id"] == str(form_id)
+    assert data["email_consent_text"] == "Yes, email me offers"
+    assert "sms_consent_text" not in data  # that box was not ticked: its text is no consent
+    assert data["page_url"] == "https://demo.myshopify.com/collections/sale"
+    assert data["client_ip"] == "127.0.0.1"
+    assert data["locale"] == "fr"
+    assert data["submitted_at"].startswith(str(event.occurred_at.year))
+
+
+@pytest.mark.parametrize(
+    "trap",
+    [{"website": "http://spam.example"}, {"website": "x"}, {"elapsed_ms": 200}, {"elapsed_ms": 1499.9}],
+)
+def test_a_bot_is_answered_ok_and_nothing_is_synced(
+    client: FlaskClient, db: Database, shop: Shop, trap: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    form_id = add_form(db, shop)
+    caplog.set_level("INFO", logger="popsync.storefront")
+    response = post(client, {"shop": SHOP, "form_id": form_id, "email": "bot@example.com", **trap})
+    assert response.status_code == 200
+    assert response.json == {"ok": True}
+    assert all_contacts(db) == []
+    assert daily_submissions(db, form_id) == 0
+    assert "bot@example.com" not in caplog.text
+    assert any("not synced" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("fill", [{"elapsed_ms": 1500}, {"elapsed_ms": 60_000}, {"website": ""}, {}])
+def test_a_person_who_took_their_time_is_synced(
+    client: FlaskClient, db: Database, shop: Shop, fill: dict[str, object]
+) -> None:
+    assert post(client, {"shop": SHOP, "email": "ann@example.com", **fill}).json == {"ok": True}
+    assert len(all_contacts(db)) == 1

@@ -194,6 +194,8 @@ class ShopifyState:
     # How the store's bulk queries end: RUNNING for this many polls, then COMPLETED, or FAILED with this code.
     bulk_running_polls: int = 1
     bulk_error_code: str | None = None
+    # Each shop's live theme ``config/settings_data.json`` (app embeds switched on or off there).
+    theme_settings: dict[int, str] = field(default_factory=dict)
 
     def bucket(self, store: DevStore, shop_id: int) -> CostBucket:
         if shop_id not in self.buckets:
@@ -977,11 +979,63 @@ def resolve_standard_definition_enable(
     }
 
 
+THEME_SETTINGS_NOTICE = (
+    "/*\n * ------------------------------------------------------------\n"
+    " * IMPORTANT: The contents of this file are auto-generated.\n"
+    " * ------------------------------------------------------------\n */\n"
+)
+
+
+def theme_settings_with_embed(app_handle: str, block_handle: str, *, enabled: bool) -> str:
+    """A live theme's settings_data.json as Shopify writes it, with this app embed on or off."""
+    block_type = f"shopify://apps/{app_handle}/blocks/{block_handle}/0f6e2b9c-5d4e-4b8a-9c1d-2e3f4a5b6c7d"
+    settings = {
+        "current": {
+            "blocks": {"4478918330431342093": {"type": block_type, "disabled": not enabled, "settings": {}}},
+            "sections": {},
+        },
+        "presets": {"Default": {}},
+    }
+    return THEME_SETTINGS_NOTICE + json.dumps(settings, indent=2)
+
+
+def set_theme_settings(store: DevStore, domain: str, content: str) -> None:
+    """Write a Shopify shop's live theme settings (tests, the demo's "switch the embed on" link)."""
+    shop = next((pk for pk, known in store.shop_domains("shopify") if known == domain), None)
+    if shop is None:
+        raise KeyError(domain)
+    state = _state(store)
+    with state.lock:
+        state.theme_settings[shop] = content
+
+
+def resolve_themes(
+    _root: Any, info: GraphQLResolveInfo, roles: list[str] | None = None, **_: Any
+) -> dict[str, Any]:
+    """``themes``: the store has one theme, its live (MAIN) one, with its settings_data.json."""
+    context = _context(info)
+    if roles and "MAIN" not in roles:
+        return {"nodes": []}
+    state = _state(context.store)
+    with state.lock:
+        content = state.theme_settings.get(context.shop_id)
+    if content is None:
+        content = THEME_SETTINGS_NOTICE + json.dumps({"current": {"blocks": {}, "sections": {}}}, indent=2)
+    body = {"__typename": "OnlineStoreThemeFileBodyText", "content": content}
+    theme_file = {"filename": "config/settings_data.json", "body": body}
+    return {
+        "nodes": [
+            {"id": f"gid://shopify/OnlineStoreTheme/{context.shop_id}", "files": {"nodes": [theme_file]}}
+        ]
+    }
+
+
 QUERY_RESOLVERS: dict[str, Any] = {
     "bulkOperation": resolve_bulk_operation,
     "customer": resolve_customer,
     "customerByIdentifier": resolve_customer_by_identifier,
     "customers": resolve_customers,
+    "themes": resolve_themes,
 }
 MUTATION_RESOLVERS: dict[str, Any] = {
     "customerCreate": resolve_customer_create,

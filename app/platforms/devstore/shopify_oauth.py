@@ -42,7 +42,7 @@ ACCESS_TOKEN_SECONDS = 3600
 REFRESH_TOKEN_SECONDS = 7776000  # 90 days
 # How long a spent refresh token still answers with its replacement (Shopify's "short retry window").
 REFRESH_RETRY_WINDOW = 60.0
-GRANTED_SCOPES = "read_customers,write_customers,write_app_proxy"
+GRANTED_SCOPES = "read_customers,write_customers,write_app_proxy,read_themes"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a URN, not a secret)
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN, not a secret)
 OFFLINE_TOKEN_TYPE = "urn:shopify:params:oauth:token-type:offline-access-token"  # noqa: S105 (a URN)

@@ -1,0 +1,71 @@
+"""Views and submissions per form and UTC day, for the admin's conversion figures.
+
+Counting is one ``INSERT … ON CONFLICT (form_id, day) DO UPDATE SET n = n + 1``: the database does the
+addition under the row's lock, so concurrent beacons from many processes are counted exactly on both
+PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from datetime import timedelta
+from typing import Any
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from app.db import Database
+from app.db import utcnow
+from app.models import FormDailyStat
+
+STATS_DAYS = 30
+
+
+def count(
+    database: Database, form_id: int, what: Literal["views", "submissions"], day: date | None = None
+) -> None:
+    """Add one view or submission to the form's row for ``day`` (today, UTC, by default)."""
+    day = day or utcnow().date()
+    with database.write_transaction() as session:
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = insert(FormDailyStat).values(
+            form_id=form_id, day=day, views=int(what == "views"), submissions=int(what == "submissions")
+        )
+        column = getattr(FormDailyStat, what)
+        session.execute(
+            statement.on_conflict_do_update(index_elements=["form_id", "day"], set_={what: column + 1})
+        )
+
+
+def recent_stats(
+    session: Session, form_ids: Iterable[int], today: date | None = None
+) -> dict[int, dict[str, Any]]:
+    """Views, submissions and conversion rate (submissions / views) of the last 30 days, per form."""
+    ids = list(form_ids)
+    today = today or utcnow().date()
+    totals = dict.fromkeys(ids, (0, 0))
+    if ids:
+        rows = session.execute(
+            sa.select(
+                FormDailyStat.form_id,
+                sa.func.coalesce(sa.func.sum(FormDailyStat.views), 0),
+                sa.func.coalesce(sa.func.sum(FormDailyStat.submissions), 0),
+            )
+            .where(FormDailyStat.form_id.in_(ids), FormDailyStat.day > today - timedelta(days=STATS_DAYS))
+            .group_by(FormDailyStat.form_id)
+        )
+        for form_id, views, submissions in rows:
+            totals[form_id] = (int(views), int(submissions))
+    return {
+        form_id: {
+            "days": STATS_DAYS,
+            "views": views,
+            "submissions": submissions,
+            "conversion_rate": round(submissions / views, 4) if views else None,
+        }
+        for form_id, (views, submissions) in totals.items()
+    }
