@@ -37,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.storefront import demo_store
     from app.storefront import proxy as storefront_proxy
     from app.storefront import views as storefront
+    from app.tracking import views as tracking
     from app.webhooks import views as webhooks
 
     database = db.Database(settings.database_url, engine=source.get("DATABASE_ENGINE"))
@@ -53,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(shopline_auth.bp)
     app.register_blueprint(shopify_auth.bp)
+    app.register_blueprint(tracking.bp)
     errors.init_app(app)
     logging.getLogger("popsync").setLevel(logging.INFO)
     return app

@@ -272,12 +272,69 @@ def serve(host: str, port: int, workers: int | None, no_worker: bool) -> None:
     )
 
 
-# Commands hang on the group itself, not on app.cli, so ``popsync --help`` works before any setting is.
+# --- tracking ----------------------------------------------------------------------------------------
+
+
+@click.group("tracking", help="Open and click tracking links.")
+def tracking_group() -> None:
+    pass
+
+
+@tracking_group.command("link", help="Print a recipient's open-pixel, click and unsubscribe URLs as JSON.")
+@click.option("--domain", required=True, help="the shop: name.myshopify.com or handle.myshopline.com")
+@click.option("--email", default=None, help="the recipient's email (the email channel)")
+@click.option("--phone", default=None, help="the recipient's phone (the sms channel)")
+@click.option("--message-id", required=True, help="the message the links are in")
+@click.option("--url", default=None, help="where the click link leads (http or https)")
+@click.option("--first-name", default=None, help="fills the contact's first name only when it is empty")
+@click.option("--last-name", default=None, help="fills the contact's last name only when it is empty")
+@with_appcontext
+def tracking_link(
+    domain: str,
+    email: str | None,
+    phone: str | None,
+    message_id: str,
+    url: str | None,
+    first_name: str | None,
+    last_name: str | None,
+) -> None:
+    from app.contacts.normalize import ValidationError
+    from app.db import utcnow
+    from app.tracking.links import link_urls
+    from app.tracking.links import parse_recipient
+
+    if bool(email) == bool(phone):
+        raise click.UsageError("give either --email or --phone")
+    with get_database().sessionmaker() as session:
+        shop = find_shop(session, domain)
+    if shop is None or not shop.installed:
+        raise click.ClickException(f"no installed shop {domain!r}; add it with popsync shops add")
+    body = {
+        "channel": "email" if email else "sms",
+        "email": email,
+        "phone": phone,
+        "first_name": first_name,
+        "last_name": last_name,
+        "message_id": message_id,
+        "url": url,
+    }
+    try:
+        link = parse_recipient(body, shop_id=shop.id, region=shop.region, now=utcnow())
+    except ValidationError as error:
+        name, message = next(iter(error.errors.items()))
+        raise click.BadParameter(message, param_hint="--" + name.replace("_", "-")) from None
+    settings = current_app.config["POPSYNC"]
+    click.echo(
+        json.dumps(link_urls(current_app.extensions["popsync.keyring"], settings.app_url, link), indent=2)
+    )
+
+
 cli.add_command(db_group)
 cli.add_command(shops_group)
 cli.add_command(serve)
 cli.add_command(worker)
 cli.add_command(demo)
+cli.add_command(tracking_group)
 
 
 if __name__ == "__main__":

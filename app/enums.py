@@ -32,6 +32,8 @@ class Source(StrEnum):
     IMPORT = "import"
     PLATFORM = "platform"
     MERCHANT = "merchant"
+    # The recipient's own unsubscribe link (app/tracking/unsubscribe.py); only ever a consent source.
+    UNSUBSCRIBE_LINK = "unsubscribe_link"
 
 
 class EventKind(StrEnum):

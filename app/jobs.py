@@ -62,6 +62,7 @@ from app.platforms.tokens import refresh_if_due
 from app.pulls import PullRunner
 from app.pulls import fail_pull_of
 from app.pulls import schedule_daily_jobs
+from app.tracking.drain import HitDrain
 
 log = logging.getLogger("popsync.worker")
 
@@ -120,6 +121,8 @@ class Worker:
         self.pulls = PullRunner(db, self.mirror, keyring, clock=clock)
         self.schedule_daily = schedule_daily
         self._next_schedule_check = 0.0
+        # --- tracking (app/tracking/drain.py): opens and clicks become syncs in batches, beside the outbox.
+        self.hits = HitDrain(contacts)
 
     def _default_client(self, shop: Shop) -> PlatformClient:
         return client_for(
@@ -181,7 +184,7 @@ class Worker:
         claims = self.claim(shops)
         for claim in claims:
             self.process(claim)
-        return len(claims)
+        return len(claims) + self.hits.run_once()  # tracking: the hits synced this round
 
     def seconds_until_due(self) -> float | None:
         """Seconds until the next pending or leased row is due; None when the outbox is empty."""

@@ -330,3 +330,57 @@ class RateLimitCounter(Base):
     key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
     count: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class TrackingHit(Base):
+    """One open or click of a tracking link, as the pixel or the redirect recorded it (append-only; the
+    request inserts one row and answers). The worker syncs the recipient from it (app/tracking/drain.py),
+    links the hit to the contact, and clears the token it no longer needs."""
+
+    __tablename__ = "tracking_hits"
+    __table_args__ = (
+        sa.Index("ix_tracking_hits_shop_id_occurred_at", "shop_id", "occurred_at"),
+        # The worker's queue: only hits not yet synced, so the index stays small however many are kept.
+        sa.Index(
+            "ix_tracking_hits_pending",
+            "id",
+            postgresql_where=sa.text("processed_at IS NULL"),
+            sqlite_where=sa.text("processed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(8))  # open | click
+    message_id: Mapped[str] = mapped_column(sa.String(255))
+    # The sealed token (reveals nothing without SECRET_KEY) until the worker has synced the hit.
+    token: Mapped[str | None] = mapped_column(sa.Text)
+    # human | apple_mpp | google_image_proxy | yahoo_proxy | bot (app/tracking/agents.py)
+    agent: Mapped[str] = mapped_column(sa.String(24))
+    machine: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    client_address: Mapped[str | None] = mapped_column(sa.String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    contact_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+
+
+class TrackingSync(Base):
+    """The one sync an open (or a click) of a message caused for a recipient: the unique key makes "once
+    per message and recipient" exact, whichever worker gets there first."""
+
+    __tablename__ = "tracking_syncs"
+    __table_args__ = (sa.UniqueConstraint("shop_id", "kind", "message_id", "recipient_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    message_id: Mapped[str] = mapped_column(sa.String(255))
+    # A keyed hash of the channel and identifiers (never the identifiers themselves).
+    recipient_key: Mapped[str] = mapped_column(sa.String(64))
+    # Kept when the contact is deleted: the same message opened again does not bring it back.
+    contact_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -207,3 +207,4 @@ def openapi_description() -> Any:
 # The admin API's other routes live in their own modules, registered on ``bp`` when imported here.
 from app.admin import embed as _embed  # noqa: E402, F401 - /api/v1/storefront-embed
 from app.admin import forms as _forms  # noqa: E402, F401 - /api/v1/forms
+from app.admin import tracking as _tracking  # noqa: E402, F401 - /api/v1/tracking-links

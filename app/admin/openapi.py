@@ -167,7 +167,7 @@ def build_description(app_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": app_url}],
         "components": {
-            "schemas": {**SCHEMAS, **FORM_SCHEMAS},
+            "schemas": {**SCHEMAS, **FORM_SCHEMAS, **TRACKING_SCHEMAS},
             "securitySchemes": {
                 "apiKey": {
                     "type": "http",
@@ -400,6 +400,7 @@ def build_description(app_url: str) -> dict[str, Any]:
                 },
             },
             **form_paths(),
+            **tracking_paths(),
             "/healthz": {
                 "get": {
                     "summary": "The process answers",
@@ -700,5 +701,178 @@ def form_paths() -> dict[str, Any]:
                 "requestBody": _SUBMISSION_BODY,
                 "responses": {**_SUBMISSION_ANSWERS, "401": _error("not signed by Shopify, or stale")},
             }
+        },
+    }
+
+
+# --- tracking links (app/admin/tracking.py) and the public tracking routes (app/tracking/views.py) ------
+
+_RECIPIENT_PROPERTIES: dict[str, Any] = {
+    "channel": {"type": "string", "enum": ["email", "sms"]},
+    "email": {"type": "string", "description": "required for the email channel"},
+    "phone": {
+        "type": "string",
+        "description": "required for the sms channel; E.164, or national in the shop's region",
+    },
+    "first_name": {"type": "string", "description": "fills the contact's first name only when empty"},
+    "last_name": {"type": "string", "description": "fills the contact's last name only when empty"},
+    "message_id": {"type": "string", "maxLength": 255, "description": "opens sync once per message"},
+    "url": {"type": "string", "format": "uri", "description": "http(s): where the click link leads"},
+}
+TRACKING_SCHEMAS: dict[str, Any] = {
+    "TrackingRecipient": {
+        "type": "object",
+        "required": ["channel", "message_id"],
+        "properties": _RECIPIENT_PROPERTIES,
+    },
+    "TrackingLinks": {
+        "type": "object",
+        "required": ["open_url", "unsubscribe_url"],
+        "properties": {
+            "open_url": {"type": "string", "description": "the 1x1 open pixel: <img src=… width=1 height=1>"},
+            "click_url": {"type": "string", "description": "only with a url: redirects there"},
+            "unsubscribe_url": {
+                "type": "string",
+                "description": "for the message and the List-Unsubscribe header (RFC 8058 one-click)",
+            },
+        },
+    },
+}
+_TOKEN = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def tracking_paths() -> dict[str, Any]:
+    """Minting tracking links (admin) and the public routes the links lead to. See docs/tracking.md."""
+    links_ref = {"$ref": "#/components/schemas/TrackingLinks"}
+    html = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "/api/v1/tracking-links": {
+            "post": {
+                **ADMIN,
+                "summary": "Make one recipient's tracking links, or up to 1,000 recipients' in one call",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/TrackingRecipient"},
+                                    {
+                                        "type": "object",
+                                        "required": ["recipients"],
+                                        "properties": {
+                                            "recipients": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 1000,
+                                                "items": {"$ref": "#/components/schemas/TrackingRecipient"},
+                                            }
+                                        },
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(
+                        "the links (for recipients: in the same order)",
+                        {
+                            "oneOf": [
+                                links_ref,
+                                {
+                                    "type": "object",
+                                    "required": ["links"],
+                                    "properties": {"links": {"type": "array", "items": links_ref}},
+                                },
+                            ]
+                        },
+                    ),
+                    "400": _error("the body is not a JSON object"),
+                    "401": UNAUTHORIZED,
+                    "422": {
+                        **FIELD_ERRORS,
+                        "description": "a bad field (recipients[3].email in a batch); nothing is made",
+                    },
+                },
+            }
+        },
+        "/api/v1/tracking-links.csv": {
+            "post": {
+                **ADMIN,
+                "summary": "CSV in; the same rows with open_url, click_url, unsubscribe_url out",
+                "description": "Columns (any order, case-insensitive): email, phone, first_name, last_name, "
+                "message_id, url, channel; other columns are passed through. Form fields message_id and url "
+                "fill rows that leave them empty; channel defaults to email when the row has one, else sms. "
+                "Cells starting with = + - @ tab or carriage return are prefixed with '.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "contentMediaType": "text/csv"},
+                                    "message_id": {"type": "string"},
+                                    "url": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "the rows with their URLs",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    "401": UNAUTHORIZED,
+                    "422": {
+                        **FIELD_ERRORS,
+                        "description": "a bad file, or bad rows named like rows[3].email (header: row 1)",
+                    },
+                },
+            }
+        },
+        "/t/o/{token}.gif": {
+            "get": {
+                "summary": "The open pixel: always 200 and a 1x1 GIF (Cache-Control: no-store)",
+                "parameters": [_TOKEN],
+                "responses": {
+                    "200": {
+                        "description": "the GIF",
+                        "content": {"image/gif": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/t/c/{token}": {
+            "get": {
+                "summary": "A tracked link: 302 to the URL sealed in the token; records the click",
+                "parameters": [_TOKEN],
+                "responses": {
+                    "302": {"description": "to the sealed URL, never anywhere else"},
+                    "404": _error("not a valid link (no Location)"),
+                },
+            }
+        },
+        "/u/{token}": {
+            "get": {
+                "summary": "The unsubscribe page; changes nothing",
+                "parameters": [_TOKEN],
+                "responses": {
+                    "200": {"description": "the page", "content": html},
+                    "404": {"description": "bad link"},
+                },
+            },
+            "post": {
+                "summary": "Unsubscribe the link's email or phone everywhere (any body; RFC 8058 one-click)",
+                "parameters": [_TOKEN],
+                "responses": {
+                    "200": {"description": "unsubscribed", "content": html},
+                    "404": {"description": "bad link"},
+                    "503": {"description": "the database is unavailable: try again"},
+                },
+            },
         },
     }

@@ -1,0 +1,130 @@
+"""The fast path: an open or a click becomes one row in ``tracking_hits``, and nothing more, in the request.
+
+One statement inserts the hit only when the shop is installed and neither of the recipient's identifiers
+is on the shop's erasure list (rule 11), so an uninstalled shop's or an erased person's links record
+nothing without a second round trip. No sync and no platform call happen here: the worker turns hits into
+syncs in batches (``app/tracking/drain.py``).
+
+Durability: on PostgreSQL the hit is committed with ``synchronous_commit = off`` (asynchronous commit).
+The commit returns once the row is in the server's WAL buffers; the WAL writer flushes them at least every
+``wal_writer_delay`` (200 ms by default), so a crash of the database *server* loses at most about three
+times that (~600 ms) of hits, never more, and never leaves anything half-applied. A crash of the *app*
+loses nothing that was answered: the server has the row before the app answers. Submissions never use
+this (the contract allows it for opens and clicks only). SQLite commits in WAL mode with
+``synchronous=NORMAL``: the same guarantee for the app, and the last transactions may be lost only on a
+power failure of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime
+
+import psycopg
+import sqlalchemy as sa
+
+from app.contacts.service import SUPPRESSION_PURPOSE
+from app.crypto import Keyring
+from app.db import Database
+from app.db import UTCDateTime
+from app.models import Shop
+from app.models import Suppression
+from app.models import TrackingHit
+from app.tracking import agents
+from app.tracking.tokens import TrackingLink
+
+OPEN = "open"
+CLICK = "click"
+_COLUMNS = ["shop_id", "kind", "message_id", "token", "agent", "machine", "client_address", "occurred_at"]
+
+
+def suppression_digests(keyring: Keyring, link: TrackingLink) -> list[str]:
+    """The keyed hashes under which the link's identifiers would be on the erasure list (every key held)."""
+    digests: list[str] = []
+    for kind, value in (("email", link.email), ("phone", link.phone)):
+        if value:
+            digests += keyring.digests(SUPPRESSION_PURPOSE, f"{kind}:{value}")
+    return digests
+
+
+def record_hit(
+    db: Database,
+    keyring: Keyring,
+    link: TrackingLink,
+    token: str,
+    *,
+    kind: str,
+    user_agent: str | None,
+    client_address: str | None,
+    now: datetime,
+) -> bool:
+    """Insert the hit in one short transaction; True when it was recorded. Database errors propagate (the
+    caller answers anyway)."""
+    agent, machine = agents.classify(user_agent, client_address)
+    address = (client_address or "")[:64] or None
+    digests = suppression_digests(keyring, link)
+    bind = db.sessionmaker.kw.get("bind")
+    if db.dialect == "postgresql" and isinstance(bind, sa.Engine):
+        values = (kind, link.message_id, token, agent, machine, address, now, link.shop_id, digests)
+        return _fast_insert(bind, values)
+    row = sa.select(
+        Shop.id,
+        sa.literal(kind, sa.String()),
+        sa.literal(link.message_id, sa.String()),
+        sa.literal(token, sa.Text()),
+        sa.literal(agent, sa.String()),
+        sa.literal(machine, sa.Boolean()),
+        sa.literal(address, sa.String()),
+        sa.literal(now, UTCDateTime()),
+    ).where(Shop.id == link.shop_id, Shop.uninstalled_at.is_(None))
+    if digests:
+        row = row.where(~sa.exists().where(Suppression.shop_id == Shop.id, Suppression.digest.in_(digests)))
+    statement = sa.insert(TrackingHit).from_select(_COLUMNS, row)
+    with db.sessionmaker() as session, session.begin():
+        if db.dialect == "postgresql":
+            # Asynchronous commit for this transaction only: see the module's docstring for what it risks.
+            session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+        result = session.execute(statement)
+        return bool(result.rowcount)
+
+
+# PostgreSQL in production: the same statement as above in ONE round trip, on a connection of its own per
+# process and thread (no pool checkout, no pre-ping, no BEGIN/COMMIT: the statement is its own transaction
+# in autocommit mode, and ``set_config(…, true)`` makes that transaction's commit asynchronous). This is
+# what keeps the pixel within reach of a bare route (docs/performance.md, "Open pixel"). Tests bound to a
+# rolled-back connection take the portable path above.
+_FAST_INSERT = """
+INSERT INTO tracking_hits
+    (shop_id, kind, message_id, token, agent, machine, client_address, occurred_at)
+SELECT s.id, %s, %s, %s, %s, %s, %s, %s
+FROM shops AS s, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+WHERE s.id = %s AND s.uninstalled_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM suppressions AS p WHERE p.shop_id = s.id AND p.digest = ANY(%s::text[]))
+"""
+_local = threading.local()
+
+
+def _fast_insert(engine: sa.Engine, values: tuple[object, ...]) -> bool:
+    for attempt in (1, 2):
+        connection = _connection(engine)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_FAST_INSERT, values, prepare=True)
+                return cursor.rowcount > 0
+        except psycopg.OperationalError:
+            # A connection the server closed (a restart, an idle timeout): drop it, try once on a new one.
+            _local.__dict__.pop("connection", None)
+            connection.close()
+            if attempt == 2:
+                raise
+    return False
+
+
+def _connection(engine: sa.Engine) -> psycopg.Connection[tuple[object, ...]]:
+    key = (os.getpid(), engine.url)
+    if getattr(_local, "key", None) != key or _local.__dict__.get("connection") is None:
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        _local.connection = psycopg.connect(url, autocommit=True, connect_timeout=5)
+        _local.key = key
+    return _local.connection
