@@ -19,8 +19,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ``config`` is a mapping of the same names as the environment variables (tests pass one). A key
     ``DATABASE_ENGINE`` may hand in an existing SQLAlchemy engine (tests share one across apps).
     """
-    app = Flask(__name__, instance_path=os.environ.get("POPSYNC_INSTANCE_PATH") or None)
     source = dict(os.environ if config is None else config)
+    # The instance folder comes from the settings like everything else (a test's or the demo's mapping).
+    app = Flask(__name__, instance_path=source.get("POPSYNC_INSTANCE_PATH") or None)
     settings = Settings.from_mapping(source, instance_path=app.instance_path)
     app.config.update(SECRET_KEY=settings.secret_key, POPSYNC=settings, JSON_SORT_KEYS=False)
     if settings.proxy_count:
@@ -29,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import db
     from app import errors
     from app.admin import api
+    from app.admin import pages as admin_pages
     from app.auth import shopify as shopify_auth
     from app.auth import shopline as shopline_auth
     from app.contacts import service
@@ -50,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(storefront_proxy.bp)
     app.register_blueprint(demo_store.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin_pages.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(shopline_auth.bp)

@@ -329,12 +329,106 @@ def tracking_link(
     )
 
 
+# --- contacts ----------------------------------------------------------------------------------------
+
+
+@click.group("contacts", help="Import and export the contact list as CSV.")
+def contacts_group() -> None:
+    pass
+
+
+def _installed_shop(domain: str) -> Any:
+    with get_database().sessionmaker() as session:
+        shop = find_shop(session, domain)
+    if shop is None or not shop.installed:
+        raise click.ClickException(f"no installed shop {domain!r}; add it with popsync shops add")
+    return shop
+
+
+@contacts_group.command("import", help="Import a CSV of contacts (both passes here, with a progress bar).")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--domain", required=True, help="the shop: name.myshopify.com or handle.myshopline.com")
+@click.option("--write-platform", is_flag=True, help="also write the platform customers (rule 9)")
+@with_appcontext
+def contacts_import(file: Path, domain: str, write_platform: bool) -> None:
+    from app.contacts.csvio import FileRefused
+    from app.imports import ImportRunner
+    from app.imports import import_json
+    from app.imports import save_upload
+    from app.imports import start_import
+    from app.imports import upload_folder
+    from app.models import Import
+
+    shop = _installed_shop(domain)
+    try:
+        with open(file, "rb") as source:
+            path = save_upload(source, upload_folder(current_app.instance_path))
+        record = start_import(
+            get_database(), shop.id, path, filename=file.name, write_platform=write_platform
+        )
+    except OSError as error:
+        raise click.ClickException(f"cannot read {file}: {error.strerror or error}") from None
+    except FileRefused as error:
+        raise click.ClickException(f"{file} cannot be imported: the file {error.message}") from None
+    runner = ImportRunner(get_database(), current_app.extensions["popsync.contacts"])
+    with click.progressbar(length=record.total, label="importing", file=sys.stderr) as bar:
+        runner.run(record.id, on_batch=bar.update)
+    with get_database().sessionmaker() as session:
+        done = import_json(session.get(Import, record.id))  # type: ignore[arg-type]
+    click.echo(
+        f"import {done['id']}: {done['status']}; {done['processed']} of {done['total']} rows: "
+        f"{done['created']} created, {done['updated']} updated, {done['skipped']} skipped, "
+        f"{done['error_count']} errors"
+    )
+    for error in done["errors"][:20]:
+        click.echo(f"  row {error['row']}: {error['message']}")
+    if done["error_count"] > 20:
+        click.echo(f"  … {done['error_count'] - 20} more: GET /api/v1/imports/{done['id']}/report.csv")
+    if done["status"] != "done":
+        raise click.ClickException(f"import {done['id']} {done['status']}: {done['detail']}")
+
+
+@contacts_group.command("export", help="Write the shop's contacts as CSV, to a file or stdout.")
+@click.option("--domain", required=True, help="the shop: name.myshopify.com or handle.myshopline.com")
+@click.option("--segment", default=None, help="only the contacts of this segment (its id)")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def contacts_export(domain: str, segment: str | None, output: Path | None) -> None:
+    from app.admin.imports import NoSuchSegment
+    from app.admin.imports import export_contacts
+    from app.admin.imports import export_statement
+    from app.contacts.csvio import export_lines
+
+    shop = _installed_shop(domain)
+    try:
+        with get_database().sessionmaker() as session:
+            statement = export_statement(session, shop.id, segment=segment)
+    except FieldError as error:
+        raise click.BadParameter(error.message, param_hint="--" + error.field) from None
+    except NoSuchSegment:
+        raise click.ClickException(f"no segment {segment} in {domain}") from None
+    lines = export_lines(export_contacts(get_database(), statement))
+    if output is None:
+        out = click.get_text_stream("stdout")
+        for line in lines:
+            out.write(line)
+        out.flush()
+        return
+    try:
+        with open(output, "w", encoding="utf-8", newline="") as target:
+            target.writelines(lines)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+
+
+# Commands hang on the group itself, not on app.cli, so ``popsync --help`` works before any setting is.
 cli.add_command(db_group)
 cli.add_command(shops_group)
 cli.add_command(serve)
 cli.add_command(worker)
 cli.add_command(demo)
 cli.add_command(tracking_group)
+cli.add_command(contacts_group)
 
 
 if __name__ == "__main__":

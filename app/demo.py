@@ -158,6 +158,7 @@ def banner(port: int, api_key: str) -> str:
 popsync demo — the app and a development store in one process (SQLite, development mode)
 
   Demo storefront (the popup)    {origin}/demo/store
+  Admin (contacts, forms, …)     {origin}/demo/admin
   Development store's customers  {origin}/devstore/customers
   Admin API (contacts)           curl -H 'Authorization: Bearer {api_key}' {origin}/api/v1/contacts
   Submit as a shopper            curl -X POST {origin}/storefront/submissions \\

@@ -59,3 +59,4 @@ class OutboxKind(StrEnum):
     WEBHOOK = "webhook"
     PULL_CUSTOMERS = "pull_customers"  # a step of a backfill or reconciliation (app/pulls.py)
     CHECK_WEBHOOKS = "check_webhooks"  # SHOPLINE's daily webhook subscription re-check
+    IMPORT_CONTACTS = "import_contacts"  # a step of a merchant's CSV import (app/imports.py)

@@ -303,6 +303,8 @@ class Worker:
                 self._pull(claim)
             elif claim.kind == OutboxKind.CHECK_WEBHOOKS:
                 self._check_webhooks(claim)
+            elif claim.kind == OutboxKind.IMPORT_CONTACTS:
+                self._import(claim)
             else:
                 self._finish(claim, OutboxStatus.DEAD, error=f"unknown job kind {claim.kind!r}")
         except Exception:
@@ -521,6 +523,18 @@ class Worker:
             for topic, reason in changes.failed.items():
                 log.warning("SHOPLINE refused the %s webhook for shop %s: %s", topic, claim.shop_id, reason)
         self._finish(claim, OutboxStatus.DONE)
+
+    # --- imports (app/imports.py) ---------------------------------------------------------------------
+
+    def _import(self, claim: Claim) -> None:
+        """A step of a merchant's CSV import; the job comes back until the whole file is in."""
+        from app.imports import ImportRunner
+
+        runner = ImportRunner(self.db, self.contacts, clock=self.clock)
+        if runner.step(int(claim.payload.get("import_id") or 0)):
+            self._finish(claim, OutboxStatus.DONE)
+        else:
+            self._continue(claim, 0.0)
 
     def _client(self, shop: Shop) -> PlatformClient:
         """The shop's client, after refreshing a token that is about to expire (SHOPLINE's live 10 hours,

@@ -384,3 +384,77 @@ class TrackingSync(Base):
         sa.ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Import(Base):
+    """A merchant's CSV import (app/imports.py): the upload waits in the instance folder, the worker streams
+    it through the sync rules in batches. ``processed`` moves in the same transaction as each batch, so a
+    worker that dies mid-import is resumed after the last committed batch without counting twice."""
+
+    __tablename__ = "imports"
+    __table_args__ = (sa.Index("ix_imports_shop_id_id", "shop_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")  # queued|running|done|failed
+    filename: Mapped[str | None] = mapped_column(sa.String(255))
+    # Where the upload waits until the import is done (removed then); never its content.
+    path: Mapped[str | None] = mapped_column(sa.Text)
+    write_platform: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    processed: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created: Mapped[int] = mapped_column(sa.Integer, default=0)
+    updated: Mapped[int] = mapped_column(sa.Integer, default=0)
+    skipped: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # The first errors ({"row", "message"}); every row's outcome is in the import's batches.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportBatch(Base):
+    """One committed batch of an import: each row's outcome, for the per-row report."""
+
+    __tablename__ = "import_batches"
+    __table_args__ = (sa.UniqueConstraint("import_id", "first_row"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    import_id: Mapped[int] = mapped_column(sa.ForeignKey("imports.id", ondelete="CASCADE"))
+    first_row: Mapped[int] = mapped_column(sa.Integer)
+    # [[row, outcome, message], ...]; outcome: created | updated | skipped | error.
+    entries: Mapped[list[list[Any]]] = mapped_column(JSONDocument, default=list)
+
+
+class Segment(Base):
+    """A saved filter of a shop's contacts: conditions (``app/contacts/segments.py``) matched all or any."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    match: Mapped[str] = mapped_column(sa.String(8), default="all")  # all | any
+    # [{"field": "country", "op": "in", "value": ["US", "CA"]}, …], validated before it is stored.
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditLog(Base):
+    """Who did what to a shop's data through the admin (today: contact deletions). Never personal data: the
+    actor is an API key's prefix or a Shopify user id, and the summary holds no email, phone or name."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_shop_id_occurred_at", "shop_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(sa.String(255))  # "api key psk_abc123" | "shopify user 42"
+    action: Mapped[str] = mapped_column(sa.String(32))  # e.g. "contact.deleted"
+    # No foreign key: the row outlives the contact it names.
+    contact_id: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -140,7 +140,9 @@ def app_extra() -> dict[str, Any]:
 
 @pytest.fixture
 def app(engine: sa.Engine, connection: sa.Connection, tmp_path: Path, app_extra: dict[str, Any]) -> Flask:
-    config = app_config(engine.url.render_as_string(hide_password=False), DATABASE_ENGINE=engine, **app_extra)
+    # Each test's own instance folder: uploads and generated files never land in the repository.
+    extra = {"POPSYNC_INSTANCE_PATH": str(tmp_path / "instance"), **app_extra}
+    config = app_config(engine.url.render_as_string(hide_password=False), DATABASE_ENGINE=engine, **extra)
     application = create_app(config)
     application.config["TESTING"] = True
     get_database(application).bind_to(connection)

@@ -167,7 +167,7 @@ def build_description(app_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": app_url}],
         "components": {
-            "schemas": {**SCHEMAS, **FORM_SCHEMAS, **TRACKING_SCHEMAS},
+            "schemas": {**SCHEMAS, **FORM_SCHEMAS, **TRACKING_SCHEMAS, **CONTACT_EDIT_SCHEMAS},
             "securitySchemes": {
                 "apiKey": {
                     "type": "http",
@@ -205,6 +205,7 @@ def build_description(app_url: str) -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 1, "maximum": 200},
                         },
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        SEGMENT_PARAMETER,
                     ],
                     "responses": {
                         "200": _json(
@@ -250,7 +251,8 @@ def build_description(app_url: str) -> dict[str, Any]:
                         "401": UNAUTHORIZED,
                         "404": NOT_FOUND,
                     },
-                }
+                },
+                **contact_item_operations(),
             },
             "/api/v1/contacts/{id}/retry-sync": {
                 "post": {
@@ -401,6 +403,9 @@ def build_description(app_url: str) -> dict[str, Any]:
             },
             **form_paths(),
             **tracking_paths(),
+            **contact_paths(),
+            **segment_paths(),
+            **import_paths(),
             "/healthz": {
                 "get": {
                     "summary": "The process answers",
@@ -874,5 +879,402 @@ def tracking_paths() -> dict[str, Any]:
                     "503": {"description": "the database is unavailable: try again"},
                 },
             },
+        },
+    }
+
+
+# --- the merchant's contact changes (app/admin/api.py) and segments (app/admin/segments.py) ---------------
+
+SEGMENT_PARAMETER = {
+    "name": "segment",
+    "in": "query",
+    "schema": {"type": "integer"},
+    "description": "only the contacts of this segment (combined with q and channel); another shop's: 404",
+}
+_CONSENT_INPUT = {"type": "string", "enum": ["subscribed", "unsubscribed", "not_subscribed"]}
+_NULLABLE_INPUT = {"type": ["string", "null"]}
+_IDS = {
+    "type": "array",
+    "maxItems": 10000,
+    "items": {"type": "integer"},
+    "description": "contact ids; other shops' ids are ignored",
+}
+_SEGMENT_FIELDS = [
+    "email",
+    "phone",
+    "email_consent",
+    "sms_consent",
+    "country",
+    "gender",
+    "birthday_month",
+    "created_at",
+    "updated_at",
+    "source",
+    "form",
+    "tag",
+    "opened",
+    "clicked",
+    "sync_status",
+]
+CONTACT_EDIT_SCHEMAS: dict[str, Any] = {
+    "ContactEdit": {
+        "type": "object",
+        "description": "Only the fields given change. Values are validated as a submission's; null or blank "
+        "clears a field (a cleared value is not erased on the platform customer). Other Contact fields "
+        "(id, name, source, …) are ignored. An erased person's email or phone (rule 11) is refused (422). "
+        "An email or phone another contact holds is allowed: the two contacts stay apart (rule 4). "
+        "unsubscribed reaches every contact holding the email or phone (rule 8); subscribed needs the "
+        "channel's identifier. Changes are written to the platform customer (rule 9) unless the contact is "
+        "local; removed tags stay on the platform customer (tags are only ever added there).",
+        "properties": {
+            "email": _NULLABLE_INPUT,
+            "phone": {"type": ["string", "null"], "description": "E.164, or national in the shop's region"},
+            "first_name": _NULLABLE_INPUT,
+            "last_name": _NULLABLE_INPUT,
+            "birthday": {"type": ["string", "null"], "format": "date"},
+            "gender": {"type": ["string", "null"], "enum": ["female", "male", "other", "unspecified", None]},
+            "country": {"type": ["string", "null"], "description": "ISO 3166-1 alpha-2"},
+            "email_consent": _CONSENT_INPUT,
+            "sms_consent": _CONSENT_INPUT,
+            "tags": {
+                "type": "array",
+                "maxItems": 250,
+                "items": {"type": "string", "maxLength": 255},
+                "description": "the whole list; no commas",
+            },
+        },
+        "additionalProperties": True,
+    },
+    "SegmentCondition": {
+        "type": "object",
+        "required": ["field", "op"],
+        "description": "email, phone: present | absent (value null). email_consent, sms_consent: is | is_not "
+        "a consent state. country: in | not_in a list of ISO codes. gender: is | is_not. birthday_month: is "
+        "1-12. created_at, updated_at: within_days | not_within_days N. source, sync_status: is | is_not. "
+        "form: submitted | not_submitted a form id. tag: has | has_not. opened, clicked: within_days | "
+        "not_within_days N (an opened/clicked event in the last N days). is_not and not_in include contacts "
+        "without a value.",
+        "properties": {
+            "field": {"type": "string", "enum": _SEGMENT_FIELDS},
+            "op": {
+                "type": "string",
+                "enum": [
+                    "present",
+                    "absent",
+                    "is",
+                    "is_not",
+                    "in",
+                    "not_in",
+                    "within_days",
+                    "not_within_days",
+                    "submitted",
+                    "not_submitted",
+                    "has",
+                    "has_not",
+                ],
+            },
+            "value": {"type": ["string", "integer", "array", "null"], "items": {"type": "string"}},
+        },
+    },
+    "Segment": {
+        "type": "object",
+        "required": ["id", "name", "match", "conditions", "count"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "match": {"type": "string", "enum": ["all", "any"]},
+            "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/SegmentCondition"}},
+            "count": {"type": "integer", "description": "the contacts in it now"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "SegmentInput": {
+        "type": "object",
+        "description": "POST needs name (match defaults to all); PATCH changes only what is given, and "
+        "conditions replaces the whole list. No conditions: every contact. At most 50 conditions.",
+        "properties": {
+            "name": {"type": "string", "maxLength": 255},
+            "match": {"type": "string", "enum": ["all", "any"]},
+            "conditions": {
+                "type": "array",
+                "maxItems": 50,
+                "items": {"$ref": "#/components/schemas/SegmentCondition"},
+            },
+        },
+    },
+}
+
+
+def _body_of(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _counted(name: str, description: str) -> dict[str, Any]:
+    return _json(
+        description,
+        {"type": "object", "required": [name], "properties": {name: {"type": "integer", "minimum": 0}}},
+    )
+
+
+def contact_item_operations() -> dict[str, Any]:
+    """PATCH and DELETE of ``/api/v1/contacts/{id}`` (merged beside its GET)."""
+    contact_ref = {"$ref": "#/components/schemas/Contact"}
+    return {
+        "patch": {
+            **ADMIN,
+            "summary": "Edit a contact's fields and consent",
+            "parameters": [ID_PARAMETER],
+            "requestBody": _body_of({"$ref": "#/components/schemas/ContactEdit"}),
+            "responses": {
+                "200": _json("the contact", contact_ref),
+                "400": _error("the body is not a JSON object"),
+                "401": UNAUTHORIZED,
+                "404": NOT_FOUND,
+                "422": FIELD_ERRORS,
+            },
+        },
+        "delete": {
+            **ADMIN,
+            "summary": "Delete a contact and its events (the platform customer is left alone; audit-logged)",
+            "parameters": [ID_PARAMETER],
+            "responses": {"204": {"description": "deleted"}, "401": UNAUTHORIZED, "404": NOT_FOUND},
+        },
+    }
+
+
+def contact_paths() -> dict[str, Any]:
+    """Bulk consent and bulk delete."""
+    return {
+        "/api/v1/contacts/consent": {
+            "post": {
+                **ADMIN,
+                "summary": "Subscribe or unsubscribe one channel of many contacts",
+                "description": "An unsubscribe also reaches every contact holding the email or phone "
+                "(rule 8). Subscribing needs the channel's identifier. updated counts the listed contacts "
+                "that changed.",
+                "requestBody": _body_of(
+                    {
+                        "type": "object",
+                        "required": ["ids", "channel", "state"],
+                        "properties": {
+                            "ids": _IDS,
+                            "channel": {"type": "string", "enum": ["email", "sms"]},
+                            "state": {"type": "string", "enum": ["subscribed", "unsubscribed"]},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _counted("updated", "how many of the listed contacts changed"),
+                    "400": _error("the body is not a JSON object"),
+                    "401": UNAUTHORIZED,
+                    "422": FIELD_ERRORS,
+                },
+            }
+        },
+        "/api/v1/contacts/delete": {
+            "post": {
+                **ADMIN,
+                "summary": "Delete many contacts (platform customers are left alone; audit-logged)",
+                "requestBody": _body_of({"type": "object", "required": ["ids"], "properties": {"ids": _IDS}}),
+                "responses": {
+                    "200": _counted("deleted", "how many were deleted"),
+                    "400": _error("the body is not a JSON object"),
+                    "401": UNAUTHORIZED,
+                    "422": FIELD_ERRORS,
+                },
+            }
+        },
+    }
+
+
+def segment_paths() -> dict[str, Any]:
+    segment_ref = {"$ref": "#/components/schemas/Segment"}
+    segment_input = _body_of({"$ref": "#/components/schemas/SegmentInput"})
+    return {
+        "/api/v1/segments": {
+            "get": {
+                **ADMIN,
+                "summary": "The shop's segments, oldest first, each with its live count",
+                "responses": {
+                    "200": _json(
+                        "the segments",
+                        {
+                            "type": "object",
+                            "required": ["segments"],
+                            "properties": {"segments": {"type": "array", "items": segment_ref}},
+                        },
+                    ),
+                    "401": UNAUTHORIZED,
+                },
+            },
+            "post": {
+                **ADMIN,
+                "summary": "Create a segment",
+                "requestBody": segment_input,
+                "responses": {
+                    "201": _json("the new segment", segment_ref),
+                    "400": _error("the body is not a JSON object"),
+                    "401": UNAUTHORIZED,
+                    "422": {**FIELD_ERRORS, "description": "bad parts, named like conditions[2].value"},
+                },
+            },
+        },
+        "/api/v1/segments/{id}": {
+            "get": {
+                **ADMIN,
+                "summary": "One segment with its live count",
+                "parameters": [ID_PARAMETER],
+                "responses": {
+                    "200": _json("the segment", segment_ref),
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                },
+            },
+            "patch": {
+                **ADMIN,
+                "summary": "Change a segment's name, match or conditions",
+                "parameters": [ID_PARAMETER],
+                "requestBody": segment_input,
+                "responses": {
+                    "200": _json("the segment", segment_ref),
+                    "400": _error("the body is not a JSON object"),
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                    "422": {**FIELD_ERRORS, "description": "bad parts, named like conditions[2].value"},
+                },
+            },
+            "delete": {
+                **ADMIN,
+                "summary": "Delete a segment (its contacts stay)",
+                "parameters": [ID_PARAMETER],
+                "responses": {"204": {"description": "deleted"}, "401": UNAUTHORIZED, "404": NOT_FOUND},
+            },
+        },
+    }
+
+
+# --- CSV imports and the contacts export (app/admin/imports.py) -----------------------------------------
+
+_IMPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "status", "total", "processed", "created", "updated", "skipped", "errors"],
+    "properties": {
+        "id": {"type": "integer"},
+        "status": {"enum": ["queued", "running", "done", "failed"]},
+        "filename": NULLABLE_STRING,
+        "write_platform": {"type": "boolean"},
+        "total": {"type": "integer", "description": "data rows in the file (the header is not one)"},
+        "processed": {"type": "integer", "description": "equals total when done"},
+        "created": {"type": "integer"},
+        "updated": {"type": "integer"},
+        "skipped": {
+            "type": "integer",
+            "description": "valid rows that changed nothing or had no email or phone",
+        },
+        "error_count": {"type": "integer"},
+        "errors": {
+            "type": "array",
+            "description": "the first 100 errors; report.csv lists every row",
+            "items": {
+                "type": "object",
+                "required": ["row", "message"],
+                "properties": {
+                    "row": {
+                        "type": "integer",
+                        "description": "as a spreadsheet numbers it: the header is row 1",
+                    },
+                    "message": {"type": "string"},
+                },
+            },
+        },
+        "detail": NULLABLE_STRING,
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": NULLABLE_STRING,
+        "finished_at": NULLABLE_STRING,
+        "estimated_platform_seconds": {
+            "type": "integer",
+            "description": "with write_platform only: total rows x the budget one push takes (Shopify 40 "
+            "points, SHOPLINE 4 requests) / the shop's platform rate (points or requests restored per "
+            "second: what the platform last reported, else 100 for Shopify and 4 for SHOPLINE)",
+        },
+    },
+}
+
+
+def import_paths() -> dict[str, Any]:
+    """CSV in (imports, two passes: checked in the request, imported by the worker) and out (export)."""
+    admin = ADMIN
+    csv_body = {"text/csv": {"schema": {"type": "string"}}}
+    return {
+        "/api/v1/imports": {
+            "post": {
+                **admin,
+                "summary": "Import a CSV of contacts (popsync's, Shopify's or Smartpush's columns)",
+                "description": "UTF-8 (with or without BOM), comma or semicolon, headers matched "
+                "case-insensitively. The file is checked and counted before anything changes; the worker "
+                "then syncs its rows by the rules (source import) in batches of 1,000.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "write_platform": {"enum": ["true", "false"]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json("queued", _IMPORT_SCHEMA),
+                    "401": UNAUTHORIZED,
+                    "422": FIELD_ERRORS,
+                },
+            }
+        },
+        "/api/v1/imports/{id}": {
+            "get": {
+                **admin,
+                "summary": "An import's progress, counts and first errors",
+                "parameters": [ID_PARAMETER],
+                "responses": {
+                    "200": _json("the import", _IMPORT_SCHEMA),
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                },
+            }
+        },
+        "/api/v1/imports/{id}/report.csv": {
+            "get": {
+                **admin,
+                "summary": "Every row's outcome: row, outcome (created, updated, skipped, error), message",
+                "parameters": [ID_PARAMETER],
+                "responses": {
+                    "200": {"description": "the report (streamed)", "content": csv_body},
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                },
+            }
+        },
+        "/api/v1/contacts/export.csv": {
+            "get": {
+                **admin,
+                "summary": "The contacts as CSV (the list's filters); formula-like cells start with '",
+                "parameters": [
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "channel", "in": "query", "schema": {"enum": ["email", "sms"]}},
+                    {"name": "segment", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {
+                    "200": {"description": "the contacts (streamed)", "content": csv_body},
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                    "422": FIELD_ERRORS,
+                },
+            }
         },
     }

@@ -40,6 +40,7 @@ from shopify_app import ShopifyApp
 from shopify_app import TokenExchangeAccessToken
 from werkzeug.datastructures import MultiDict
 
+from app.admin.pages import embedded_home
 from app.auth.admin import RETRY_SESSION_HEADER
 from app.auth.session_tokens import SessionTokenError
 from app.auth.session_tokens import verify_session_token
@@ -221,8 +222,11 @@ def app_home() -> Any:
         shop_id = save_grant(domain, _grant_from_exchange(exchanged.access_token))
         requeue_failed(get_database(), shop_id)
         log.info("shop %s got an offline token by token exchange", domain)
-    page = render_template_string(HOME_PAGE, api_key=settings.shopify_api_key, domain=domain)
-    response = Response(page, 200, mimetype="text/html")
+    # The app home is the admin's dashboard, embedded (app.admin.pages); its links lead to the other pages.
+    response = embedded_home(domain)
+    if response is None:
+        page = render_template_string(HOME_PAGE, api_key=settings.shopify_api_key, domain=domain)
+        response = Response(page, 200, mimetype="text/html")
     response.headers.update(result.response.headers)  # frame-ancestors CSP and App Bridge preloads
     response.headers["Cache-Control"] = "no-store"
     return response

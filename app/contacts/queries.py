@@ -76,8 +76,16 @@ def parse_limit(value: str | None) -> int:
     return limit
 
 
-def filtered(shop_id: int, q: str | None = None, channel: str | None = None) -> sa.Select[tuple[Contact]]:
+def filtered(
+    shop_id: int,
+    q: str | None = None,
+    channel: str | None = None,
+    segment: sa.ColumnElement[bool] | None = None,
+) -> sa.Select[tuple[Contact]]:
+    """``segment`` is a compiled segment (app/contacts/segments.py), combined with the search and channel."""
     statement = sa.select(Contact).where(Contact.shop_id == shop_id)
+    if segment is not None:
+        statement = statement.where(segment)
     if q and q.strip():
         statement = statement.where(search_condition(q))
     if channel:
@@ -98,9 +106,10 @@ def list_contacts(
     channel: str | None = None,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
+    segment: sa.ColumnElement[bool] | None = None,
 ) -> Page:
     """A page of the shop's contacts, most recently updated first, and the cursor of the next page."""
-    statement = filtered(shop_id, q, channel)
+    statement = filtered(shop_id, q, channel, segment)
     if cursor:
         updated_at, contact_id = decode_cursor(cursor)
         statement = statement.where(

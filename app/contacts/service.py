@@ -26,6 +26,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from app.contacts import rules
+from app.contacts.normalize import ValidationError
 from app.contacts.rules import Action
 from app.contacts.rules import Candidate
 from app.contacts.rules import Collected
@@ -34,11 +35,13 @@ from app.db import Database
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
 from app.db import utcnow
+from app.enums import Consent
 from app.enums import EventKind
 from app.enums import OutboxKind
 from app.enums import OutboxStatus
 from app.enums import Source
 from app.enums import SyncStatus
+from app.models import AuditLog
 from app.models import Contact
 from app.models import ContactEvent
 from app.models import OutboxItem
@@ -79,6 +82,31 @@ class _Batch:
             self.by_email.setdefault(contact.email, set()).add(contact.id)
         if contact.phone:
             self.by_phone.setdefault(contact.phone, set()).add(contact.id)
+
+    reserved: list[int] = field(default_factory=list)
+    size: int = 1
+
+    def next_id(self, session: Session) -> int:
+        """A new contact's id, from ids reserved a batch at a time (PostgreSQL: the table's sequence;
+        SQLite: after the largest id, safe because BEGIN IMMEDIATE makes this the only writer)."""
+        if not self.reserved:
+            if session.get_bind().dialect.name == "postgresql":
+                self.reserved = list(
+                    session.scalars(
+                        sa.text(
+                            "SELECT nextval(pg_get_serial_sequence('contacts', 'id'))"
+                            " FROM generate_series(1, :n)"
+                        ),
+                        {"n": self.size},
+                    )
+                )
+            else:
+                start = (session.scalar(sa.select(sa.func.max(Contact.id))) or 0) + 1
+                # Contacts of this batch not yet flushed hold ids above the largest stored one.
+                start = max([start, *(i + 1 for i in self.contacts)])
+                self.reserved = list(range(start, start + self.size))
+            self.reserved.reverse()
+        return self.reserved.pop()
 
     def candidates(self, collected: Collected) -> list[Candidate]:
         ids: set[int] = set()
@@ -153,8 +181,12 @@ class ContactService:
         write_platform: bool | None = None,
         link_customer_id: str | None = None,
         lift_suppression: bool | None = None,
+        before_commit: Callable[[Session, list[SyncResult]], None] | None = None,
     ) -> list[SyncResult]:
-        """Sync records in order, in one transaction: the same result as syncing them one by one."""
+        """Sync records in order, in one transaction: the same result as syncing them one by one.
+
+        ``before_commit`` runs inside that transaction with the results (an import records its progress
+        there, so a batch and its progress commit together; raising from it rolls the batch back)."""
         if write_platform is None:
             write_platform = source in (Source.FORM, Source.OPEN, Source.CLICK)
         if source is Source.PLATFORM:
@@ -162,9 +194,12 @@ class ContactService:
         evidence = evidence or [{} for _ in records]
         with self.db.write_transaction() as session:
             lift = source is Source.FORM if lift_suppression is None else lift_suppression
-            return self._sync_records(
+            results = self._sync_records(
                 session, shop_id, records, source, evidence, write_platform, link_customer_id, lift
             )
+            if before_commit is not None:
+                before_commit(session, results)
+            return results
 
     def _sync_records(
         self,
@@ -179,13 +214,13 @@ class ContactService:
     ) -> list[SyncResult]:
         emails = {r.email for r in records if r.email}
         phones = {r.phone for r in records if r.phone}
-        lock_identifiers(
+        _lock_batch_identifiers(
             session,
             [identifier_lock_key(shop_id, "email", e) for e in emails]
             + [identifier_lock_key(shop_id, "phone", p) for p in phones],
         )
         suppressed = self._suppressed_identifiers(session, shop_id, emails, phones, lift=lift_suppression)
-        batch = _Batch()
+        batch = _Batch(size=len(records))
         for contact in _load_candidates(session, shop_id, emails, phones):
             batch.add(contact)
 
@@ -269,9 +304,12 @@ class ContactService:
                 pending_tags=[],
                 sync_status=SyncStatus.SYNCED if source is Source.PLATFORM else SyncStatus.LOCAL,
             )
+            # The id now (events, later records of the batch and rule 5's tie-break need it), without a
+            # flush per new contact: ids are reserved for the batch in one query and the inserts go out
+            # together at commit.
+            contact.id = batch.next_id(session)
             session.add(contact)
             _set_values(contact, decision.changes, source, now)
-            session.flush()  # the id: events, later records of the batch and rule 5's tie-break need it
             batch.add(contact)
         else:
             assert decision.target_id is not None
@@ -318,6 +356,21 @@ class ContactService:
         )
         if exists is None:
             session.add(Suppression(shop_id=shop_id, kind=kind, digest=digest))
+
+
+def _lock_batch_identifiers(session: Session, keys: list[int]) -> None:
+    """``lock_identifiers`` in one statement for a batch (one round trip per identifier made imports slow).
+
+    PostgreSQL evaluates a volatile function in the select list after ORDER BY, so the locks are still
+    taken in ascending key order: two batches wanting overlapping sets never wait on each other in a cycle.
+    """
+    if len(keys) <= 2 or session.get_bind().dialect.name != "postgresql":
+        lock_identifiers(session, keys)
+        return
+    session.execute(
+        sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k) ORDER BY k"),
+        {"keys": sorted(set(keys))},
+    )
 
 
 def _load_candidates(session: Session, shop_id: int, emails: set[str], phones: set[str]) -> list[Contact]:
@@ -637,3 +690,298 @@ class MirrorService:
             if doomed:
                 session.execute(sa.delete(Contact).where(Contact.id.in_([c.id for c in doomed])))
             return len(doomed)
+
+
+# --- what the merchant does (the admin API) -----------------------------------------------------------
+
+# Contacts per transaction in bulk work: each holds the identifier locks of its contacts, and PostgreSQL's
+# shared lock table (max_locks_per_transaction) would not hold 10,000 contacts' advisory locks at once.
+BULK_CHUNK = 500
+EDITABLE_FIELDS = (*rules.PROFILE_FIELDS, "email_consent", "sms_consent", "tags")
+MERCHANT_CONSENT_STATES = ("subscribed", "unsubscribed", "not_subscribed")
+CONTACT_DELETED = "contact.deleted"
+
+
+@dataclass(frozen=True)
+class EditResult:
+    contact_id: int
+    changed: tuple[str, ...]
+    # Other contacts an unsubscribe reached (rule 8).
+    unsubscribed_others: tuple[int, ...] = ()
+
+
+class MerchantService:
+    """The merchant's own changes: edits, consent (one contact or many) and deletions. Each runs in one
+    transaction (bulk work in chunks of ``BULK_CHUNK``) that locks the identifiers it touches as a sync
+    does, records an event (``edited``, or ``unsubscribed`` on the other holders an unsubscribe reaches),
+    and queues the platform write (rule 9) in the same commit. Deletions go to the audit log instead."""
+
+    def __init__(self, contacts: ContactService) -> None:
+        self.contacts = contacts
+
+    def edit(
+        self, shop_id: int, contact_id: int, values: Mapping[str, Any], *, actor: str
+    ) -> EditResult | None:
+        """Apply validated field values (``None`` clears a field) to one contact; None when the shop has no
+        such contact. ValidationError (nothing changes) when an identifier is an erased person's (rule 11),
+        when the contact would be left with neither email nor phone, or when consent is given to a channel
+        without its identifier."""
+        values = {name: value for name, value in values.items() if name in EDITABLE_FIELDS}
+        with self.contacts.db.write_transaction() as session:
+            contact = _shop_contacts(session, shop_id, [contact_id])
+            if not contact:
+                return None
+            before = contact[0]
+            lock_identifiers(session, _identifier_keys(shop_id, [before], values))
+            session.refresh(before, with_for_update=True)
+            changed = _edit_changes(before, values)
+            self._check_edit(session, shop_id, before, changed)
+            now = self.contacts.clock()
+            added_tags = [t for t in changed.get("tags", []) if t not in (before.tags or [])]
+            _set_values(before, changed, Source.MERCHANT, now)
+            pushes: set[int] = set()
+            if changed:
+                session.add(
+                    ContactEvent(
+                        shop_id=shop_id,
+                        contact_id=before.id,
+                        kind=EventKind.EDITED,
+                        occurred_at=now,
+                        data={"changed": sorted(changed), "actor": actor},
+                    )
+                )
+                if _queue_platform_write(before, changed, added_tags):
+                    pushes.add(before.id)
+            reached: list[int] = []
+            for channel, consent_field in rules.CONSENT_FIELDS.items():
+                if changed.get(consent_field) == Consent.UNSUBSCRIBED:
+                    others = self._unsubscribe_holders(session, shop_id, before, channel, actor, now)
+                    reached += [other.id for other in others]
+                    pushes |= {other.id for other in others if _queue_consent_write(other, consent_field)}
+            session.flush()
+            enqueue_pushes(session, shop_id, sorted(pushes), now)
+            return EditResult(before.id, tuple(sorted(changed)), tuple(reached))
+
+    def _check_edit(
+        self, session: Session, shop_id: int, contact: Contact, changed: Mapping[str, Any]
+    ) -> None:
+        errors: dict[str, str] = {}
+        new_emails = {changed["email"]} if changed.get("email") else set()
+        new_phones = {changed["phone"]} if changed.get("phone") else set()
+        # Rule 11: an erased identifier comes back only with the person's own new submission.
+        suppressed = self.contacts._suppressed_identifiers(
+            session, shop_id, new_emails, new_phones, lift=False
+        )
+        for kind, _ in suppressed:
+            errors[kind] = (
+                "belongs to a person who asked to be erased; only their own new submission can bring it back"
+            )
+        email = changed.get("email", contact.email)
+        phone = changed.get("phone", contact.phone)
+        if not email and not phone:
+            errors.setdefault(
+                "email" if "email" in changed else "phone", "a contact needs an email or a phone"
+            )
+        for channel, consent_field in rules.CONSENT_FIELDS.items():
+            identifier = rules.CHANNEL_IDENTIFIER[channel]
+            has_identifier = email if identifier == "email" else phone
+            if changed.get(consent_field) == Consent.SUBSCRIBED and not has_identifier:
+                errors[consent_field] = f"needs the contact's {identifier} to subscribe"
+        if errors:
+            raise ValidationError(errors)
+
+    def _unsubscribe_holders(
+        self, session: Session, shop_id: int, contact: Contact, channel: str, actor: str, now: datetime
+    ) -> list[Contact]:
+        """Rule 8: every other contact of the shop holding this contact's email (or phone) is unsubscribed."""
+        identifier = rules.CHANNEL_IDENTIFIER[channel]
+        consent_field = rules.CONSENT_FIELDS[channel]
+        value = getattr(contact, identifier)
+        if not value:
+            return []
+        others = list(
+            session.scalars(
+                sa.select(Contact)
+                .where(
+                    Contact.shop_id == shop_id,
+                    getattr(Contact, identifier) == value,
+                    getattr(Contact, consent_field) != Consent.UNSUBSCRIBED,
+                    Contact.id != contact.id,
+                )
+                .order_by(Contact.id)
+                .with_for_update()
+            )
+        )
+        for other in others:
+            _set_values(other, {consent_field: Consent.UNSUBSCRIBED}, Source.MERCHANT, now)
+            session.add(
+                ContactEvent(
+                    shop_id=shop_id,
+                    contact_id=other.id,
+                    kind=EventKind.UNSUBSCRIBED,
+                    occurred_at=now,
+                    data={
+                        "channel": channel,
+                        "source": str(Source.MERCHANT),
+                        "because": "identifier unsubscribed",
+                        "actor": actor,
+                    },
+                )
+            )
+        return others
+
+    def set_consent(self, shop_id: int, ids: Sequence[int], channel: str, state: str, *, actor: str) -> int:
+        """Set one channel's consent on the listed contacts of the shop (others' ids are ignored); an
+        unsubscribe also reaches every contact holding their email or phone (rule 8). Subscribing needs the
+        channel's identifier. Returns how many of the listed contacts changed."""
+        consent_field = rules.CONSENT_FIELDS[channel]
+        identifier = rules.CHANNEL_IDENTIFIER[channel]
+        listed = set(ids)
+        changed_listed: set[int] = set()
+        for chunk in _chunks(sorted(listed), BULK_CHUNK):
+            with self.contacts.db.write_transaction() as session:
+                contacts = _shop_contacts(session, shop_id, chunk)
+                if not contacts:
+                    continue
+                lock_identifiers(session, _identifier_keys(shop_id, contacts, {}))
+                contacts = _shop_contacts(session, shop_id, chunk, for_update=True)
+                now = self.contacts.clock()
+                pushes: set[int] = set()
+                for contact in contacts:
+                    if getattr(contact, consent_field) == state:
+                        continue
+                    if state == Consent.SUBSCRIBED and not getattr(contact, identifier):
+                        continue  # nothing to subscribe: a consent belongs to an email or a phone
+                    _set_values(contact, {consent_field: state}, Source.MERCHANT, now)
+                    changed_listed.add(contact.id)
+                    session.add(
+                        ContactEvent(
+                            shop_id=shop_id,
+                            contact_id=contact.id,
+                            kind=EventKind.EDITED,
+                            occurred_at=now,
+                            data={"changed": [consent_field], "actor": actor, "bulk": True},
+                        )
+                    )
+                    if _queue_consent_write(contact, consent_field):
+                        pushes.add(contact.id)
+                if state == Consent.UNSUBSCRIBED:
+                    for contact in contacts:
+                        for other in self._unsubscribe_holders(
+                            session, shop_id, contact, channel, actor, now
+                        ):
+                            # A listed contact reached through another one changed all the same.
+                            if other.id in listed:
+                                changed_listed.add(other.id)
+                            if _queue_consent_write(other, consent_field):
+                                pushes.add(other.id)
+                session.flush()
+                enqueue_pushes(session, shop_id, sorted(pushes), now)
+        return len(changed_listed)
+
+    def delete(self, shop_id: int, ids: Sequence[int], *, actor: str) -> int:
+        """Delete the listed contacts of the shop with their events and waiting platform writes (the
+        foreign keys cascade); the platform customers are left alone. One audit row per contact. Returns how
+        many were deleted; other shops' ids are ignored."""
+        deleted = 0
+        for chunk in _chunks(sorted(set(ids)), BULK_CHUNK):
+            with self.contacts.db.write_transaction() as session:
+                contacts = _shop_contacts(session, shop_id, chunk, for_update=True)
+                if not contacts:
+                    continue
+                now = self.contacts.clock()
+                session.add_all(
+                    AuditLog(
+                        shop_id=shop_id,
+                        actor=actor,
+                        action=CONTACT_DELETED,
+                        contact_id=contact.id,
+                        summary=_audit_summary(contact, bulk=len(ids) > 1),
+                        occurred_at=now,
+                    )
+                    for contact in contacts
+                )
+                doomed = [contact.id for contact in contacts]
+                session.flush()
+                for contact in contacts:
+                    session.expunge(contact)
+                session.execute(sa.delete(Contact).where(Contact.shop_id == shop_id, Contact.id.in_(doomed)))
+                deleted += len(doomed)
+        return deleted
+
+
+def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _shop_contacts(
+    session: Session, shop_id: int, ids: Sequence[int], *, for_update: bool = False
+) -> list[Contact]:
+    statement = (
+        sa.select(Contact).where(Contact.shop_id == shop_id, Contact.id.in_(list(ids))).order_by(Contact.id)
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    return list(session.scalars(statement))
+
+
+def _identifier_keys(shop_id: int, contacts: Sequence[Contact], values: Mapping[str, Any]) -> list[int]:
+    """The lock keys of the contacts' identifiers and of the ones an edit gives them."""
+    keys = []
+    for contact in contacts:
+        for kind in ("email", "phone"):
+            for value in (getattr(contact, kind), values.get(kind)):
+                if value:
+                    keys.append(identifier_lock_key(shop_id, kind, value))
+    return keys
+
+
+def _edit_changes(contact: Contact, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The given values that differ from the contact's. Clearing an email or phone also clears a
+    ``subscribed`` or ``pending`` consent of its channel: there is nothing left to consent with (an
+    ``unsubscribed`` stays: a refusal is kept)."""
+    changed = {name: value for name, value in values.items() if _stored(contact, name) != value}
+    for channel, consent_field in rules.CONSENT_FIELDS.items():
+        identifier = rules.CHANNEL_IDENTIFIER[channel]
+        cleared = identifier in changed and changed[identifier] is None and consent_field not in values
+        if cleared and getattr(contact, consent_field) in (Consent.SUBSCRIBED, Consent.PENDING):
+            changed[consent_field] = Consent.NOT_SUBSCRIBED
+    return changed
+
+
+def _stored(contact: Contact, name: str) -> Any:
+    value = getattr(contact, name)
+    return list(value or []) if name == "tags" else value
+
+
+def _queue_platform_write(contact: Contact, changed: Mapping[str, Any], added_tags: Sequence[str]) -> bool:
+    """Rule 9 for a merchant's edit: the changed fields and added tags become pending; True when a push is
+    needed. A cleared value is not written (a platform write never erases a value, as a sync never does),
+    removed tags stay on the platform customer (tags are added there, never replaced), and a contact kept
+    in popsync on purpose (``local``: an import without the platform) stays local."""
+    if contact.sync_status == SyncStatus.LOCAL:
+        return False
+    fields = [name for name in PLATFORM_FIELDS if name in changed and changed[name] is not None]
+    if not fields and not added_tags:
+        return False
+    contact.pending_fields = sorted({*(contact.pending_fields or []), *fields})
+    contact.pending_tags = list(dict.fromkeys([*(contact.pending_tags or []), *added_tags]))
+    contact.sync_status = SyncStatus.PENDING
+    return True
+
+
+def _queue_consent_write(contact: Contact, consent_field: str) -> bool:
+    return _queue_platform_write(contact, {consent_field: getattr(contact, consent_field)}, [])
+
+
+def _audit_summary(contact: Contact, *, bulk: bool) -> dict[str, Any]:
+    """What was deleted, without personal data: no email, phone, name or platform id."""
+    return {
+        "source": contact.source,
+        "created_at": contact.created_at.isoformat(),
+        "had_email": contact.email is not None,
+        "had_phone": contact.phone is not None,
+        "linked_to_platform": contact.platform_customer_id is not None,
+        "sync_status": contact.sync_status,
+        "bulk": bulk,
+    }

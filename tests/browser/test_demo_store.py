@@ -86,7 +86,7 @@ def test_a_shopper_subscribes_with_the_keyboard_and_reaches_the_store(page: Any,
     keyboard.press("Tab")
     keyboard.press("Space")  # email consent
     keyboard.press("Tab")
-    keyboard.type("(415) 555-2671")  # national: read in the shop's region
+    keyboard.type("(415) 555-2672")  # national: read in the shop's region
     keyboard.press("Tab")
     keyboard.press("Space")  # SMS consent
     keyboard.press("Tab")
@@ -96,7 +96,7 @@ def test_a_shopper_subscribes_with_the_keyboard_and_reaches_the_store(page: Any,
     page.get_by_text("WELCOME10").wait_for()
 
     [contact] = wait_until(lambda: demo.contacts("keyboard.shopper"), message="the contact in the admin API")
-    assert (contact["email"], contact["phone"]) == ("keyboard.shopper@example.com", "+14155552671")
+    assert (contact["email"], contact["phone"]) == ("keyboard.shopper@example.com", "+14155552672")
     assert (contact["email_consent"], contact["sms_consent"]) == ("subscribed", "subscribed")
     assert "popsync-demo" in contact["tags"]
 
@@ -106,7 +106,7 @@ def test_a_shopper_subscribes_with_the_keyboard_and_reaches_the_store(page: Any,
         )
 
     customer = wait_until(in_store, timeout=20, message="the development-store customer")
-    assert customer["phone"] == "+14155552671"
+    assert customer["phone"] == "+14155552672"
     synced = wait_until(
         lambda: [c for c in demo.contacts("keyboard.shopper") if c["sync_status"] == "synced"],
         timeout=20,

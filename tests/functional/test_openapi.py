@@ -66,3 +66,81 @@ def test_real_answers_match_the_description(
     bad = client.post("/storefront/submissions", json={"shop": shop.domain, "email": "nope"})
     check(spec, "/storefront/submissions", "post", 422, bad.json)
     check(spec, "/readyz", "get", 200, client.get("/readyz").json)
+
+
+def test_import_answers_match_the_description(
+    app: Flask, client: FlaskClient, shop: Shop, auth: dict[str, str], tmp_path: Any
+) -> None:
+    import io
+
+    from app.imports import ImportRunner
+
+    app.instance_path = str(tmp_path)
+    spec = description(client)
+    content = b"email,first_name\nann@example.com,Ann\nbad,Bo\n"
+    data = {"file": (io.BytesIO(content), "c.csv"), "write_platform": "true"}
+    started = client.post("/api/v1/imports", data=data, headers=auth, content_type="multipart/form-data")
+    check(spec, "/api/v1/imports", "post", 202, started.json)
+    refused = {"file": (io.BytesIO(b"name\nAnn\n"), "c.csv")}
+    bad = client.post("/api/v1/imports", data=refused, headers=auth, content_type="multipart/form-data")
+    check(spec, "/api/v1/imports", "post", 422, bad.json)
+    ImportRunner(app.extensions["popsync.db"], app.extensions["popsync.contacts"]).step(started.json["id"])
+    done = client.get(f"/api/v1/imports/{started.json['id']}", headers=auth).json
+    assert done["errors"]
+    assert "estimated_platform_seconds" in done
+    check(spec, "/api/v1/imports/{id}", "get", 200, done)
+    check(spec, "/api/v1/imports/{id}", "get", 404, client.get("/api/v1/imports/999999", headers=auth).json)
+    export = client.get("/api/v1/contacts/export.csv?channel=fax", headers=auth)
+    check(spec, "/api/v1/contacts/export.csv", "get", 422, export.json)
+
+
+def test_contact_changes_and_segments_match_the_description(
+    client: FlaskClient, service: ContactService, shop: Shop, auth: dict[str, str]
+) -> None:
+    spec = description(client)
+    ann = service.sync(shop.id, Collected(email="ann@example.com"), source=Source.FORM).contact_id
+    bo = service.sync(shop.id, Collected(email="bo@example.com"), source=Source.FORM).contact_id
+    item = "/api/v1/contacts/{id}"
+
+    def answer(path: str, method: str, response: Any, status: int) -> None:
+        assert response.status_code == status, response.json
+        check(spec, path, method, status, response.json)
+
+    answer(
+        item, "patch", client.patch(f"/api/v1/contacts/{ann}", json={"first_name": "Ann"}, headers=auth), 200
+    )
+    answer(item, "patch", client.patch(f"/api/v1/contacts/{ann}", json={"email": "x"}, headers=auth), 422)
+    answer(item, "patch", client.patch("/api/v1/contacts/999999", json={}, headers=auth), 404)
+    answer(item, "patch", client.patch(f"/api/v1/contacts/{ann}", json=[], headers=auth), 400)
+    consent = {"ids": [ann, bo], "channel": "email", "state": "subscribed"}
+    answer(
+        "/api/v1/contacts/consent",
+        "post",
+        client.post("/api/v1/contacts/consent", json=consent, headers=auth),
+        200,
+    )
+    bad = client.post("/api/v1/contacts/consent", json={**consent, "state": "maybe"}, headers=auth)
+    answer("/api/v1/contacts/consent", "post", bad, 422)
+    deleted = client.post("/api/v1/contacts/delete", json={"ids": [bo]}, headers=auth)
+    answer("/api/v1/contacts/delete", "post", deleted, 200)
+    answer(
+        "/api/v1/contacts/delete", "post", client.post("/api/v1/contacts/delete", json={}, headers=auth), 422
+    )
+    assert client.delete(f"/api/v1/contacts/{ann}", headers=auth).status_code == 204
+    assert "204" in spec["paths"][item]["delete"]["responses"]
+    answer(item, "delete", client.delete(f"/api/v1/contacts/{ann}", headers=auth), 404)
+
+    body = {"name": "Tagged", "conditions": [{"field": "tag", "op": "has", "value": "vip"}]}
+    created = client.post("/api/v1/segments", json=body, headers=auth)
+    answer("/api/v1/segments", "post", created, 201)
+    answer("/api/v1/segments", "post", client.post("/api/v1/segments", json={"name": ""}, headers=auth), 422)
+    answer("/api/v1/segments", "get", client.get("/api/v1/segments", headers=auth), 200)
+    one = f"/api/v1/segments/{created.json['id']}"
+    answer("/api/v1/segments/{id}", "get", client.get(one, headers=auth), 200)
+    answer("/api/v1/segments/{id}", "patch", client.patch(one, json={"match": "any"}, headers=auth), 200)
+    answer("/api/v1/segments/{id}", "patch", client.patch(one, json={"match": "x"}, headers=auth), 422)
+    listed = client.get(f"/api/v1/contacts?segment={created.json['id']}", headers=auth)
+    answer("/api/v1/contacts", "get", listed, 200)
+    assert client.delete(one, headers=auth).status_code == 204
+    answer("/api/v1/segments/{id}", "get", client.get(one, headers=auth), 404)
+    answer("/api/v1/segments/{id}", "delete", client.delete(one, headers=auth), 404)

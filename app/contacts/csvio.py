@@ -1,0 +1,351 @@
+"""Contacts as CSV, both ways. Pure: no database, no Flask.
+
+Reading (imports): a file's headers are matched case-insensitively against popsync's own columns, Shopify's
+customer export (current and older shapes) and Smartpush's import template (docs: csv-formats.md), and each
+row becomes a ``Collected`` or a ``RowError`` naming the field. Writing (exports): the contract's CSV
+columns, with formula-like cells neutralised by a leading ``'`` that the reader strips again.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import IO
+from typing import Any
+
+import pycountry
+
+from app.contacts.normalize import FieldError
+from app.contacts.normalize import clean_text
+from app.contacts.normalize import normalize_country
+from app.contacts.normalize import normalize_email
+from app.contacts.normalize import normalize_gender
+from app.contacts.normalize import normalize_phone
+from app.contacts.normalize import parse_birthday
+from app.contacts.rules import Collected
+from app.contacts.rules import ConsentIntent
+
+# The contract's CSV columns, in order (export and import).
+COLUMNS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "birthday",
+    "gender",
+    "country",
+    "email_consent",
+    "sms_consent",
+    "tags",
+)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TAG_MAX_LENGTH = 255
+# Header (lower-cased, spaces and underscores alike) -> field, per field in order of preference: the first
+# non-empty one of a row wins (Shopify's "Phone" before its "Default Address Phone").
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": ("email", "e-mail", "email address"),
+    "phone": ("phone", "phone number", "default address phone"),
+    "first_name": ("first name",),
+    "last_name": ("last name",),
+    "birthday": ("birthday", "birth date", "date of birth"),
+    "gender": ("gender",),
+    # A code column before popsync's/Smartpush's "Country", which Smartpush fills with a name.
+    "country": ("country code", "default address country code", "country"),
+    "email_consent": ("email consent", "accepts email marketing", "accepts marketing"),
+    "sms_consent": ("sms consent", "accepts sms marketing"),
+    "tags": ("tags",),
+    # Smartpush: the calling code of a phone number written without one.
+    "calling_code": ("country/region code",),
+}
+CONSENT_WORDS: dict[str, ConsentIntent | None] = {
+    "yes": ConsentIntent.SUBSCRIBE,
+    "true": ConsentIntent.SUBSCRIBE,
+    "subscribed": ConsentIntent.SUBSCRIBE,
+    "unsubscribe": ConsentIntent.UNSUBSCRIBE,
+    "unsubscribed": ConsentIntent.UNSUBSCRIBE,
+    "no": None,
+    "false": None,
+    "not_subscribed": None,
+    "not subscribed": None,
+    # popsync's own export may say a consent is pending confirmation: not a consent the import can give.
+    "pending": None,
+    "": None,
+}
+GENDER_WORDS = {"m": "male", "f": "female", "u": "unspecified", "o": "other"}
+
+
+class FileRefused(ValueError):
+    """The file cannot be imported at all (pass 1): ``field`` names the form field, for a 422."""
+
+    def __init__(self, message: str, field: str = "file") -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RowError:
+    message: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each field is in a file's rows: the delimiter and, per field, the column indexes to try."""
+
+    delimiter: str
+    columns: Mapping[str, tuple[int, ...]]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+
+# --- neutralising formulas -----------------------------------------------------------------------------
+
+
+def neutralise(value: str) -> str:
+    """A cell a spreadsheet would run as a formula gets a leading ``'`` (OWASP's CSV injection advice)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def unneutralise(value: str) -> str:
+    """Undo ``neutralise``: only a ``'`` in front of a formula-like start is ours (a name like ``'t Hooft``
+    keeps its apostrophe)."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+# --- reading -------------------------------------------------------------------------------------------
+
+
+def _header_key(header: str) -> str:
+    return " ".join(header.replace("\ufeff", "").replace("_", " ").strip().lower().split())
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """Comma or semicolon, whichever the header line has more of outside quotes (Excel in Europe: ``;``)."""
+    commas = semicolons = 0
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == ",":
+            commas += 1
+        elif not quoted and char == ";":
+            semicolons += 1
+    return ";" if semicolons > commas else ","
+
+
+def layout_of(headers: Sequence[str], delimiter: str) -> Layout:
+    """Map a header row to the fields it holds; ``FileRefused`` when it has neither email nor phone."""
+    keys = [_header_key(h) for h in headers]
+    columns: dict[str, tuple[int, ...]] = {}
+    for name, aliases in HEADER_ALIASES.items():
+        found = tuple(keys.index(alias) for alias in aliases if alias in keys)
+        if found:
+            columns[name] = found
+    if "email" not in columns and "phone" not in columns:
+        raise FileRefused("has no email or phone column (e.g. a header row with email, phone, first_name …)")
+    return Layout(delimiter, columns)
+
+
+def open_text(path: str) -> IO[str]:
+    """The file as text for the csv module: UTF-8 with or without a BOM."""
+    return open(path, encoding="utf-8-sig", newline="", errors="strict")
+
+
+def read_layout(stream: IO[str]) -> Layout:
+    """Read the header line of ``stream`` and return the file's layout (leaves ``stream`` after it)."""
+    try:
+        header_line = stream.readline(1024 * 1024)
+    except UnicodeDecodeError:
+        raise FileRefused("must be UTF-8 text (save it as \u201cCSV UTF-8\u201d)") from None
+    if not header_line.strip():
+        raise FileRefused("is empty: the first line must be a header row")
+    if "\x00" in header_line:
+        raise FileRefused("is not CSV text")
+    delimiter = sniff_delimiter(header_line)
+    try:
+        headers = next(csv.reader([header_line], delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        raise FileRefused("is not CSV text: its header row cannot be read") from None
+    return layout_of(headers, delimiter)
+
+
+def records(stream: IO[str], layout: Layout) -> Iterator[tuple[int, list[str]]]:
+    """The data rows after the header, as (spreadsheet row number, cells); the header is row 1.
+
+    A record whose quoted cell holds a newline is one spreadsheet row; an empty line is a row of its own
+    that carries nothing and is left out."""
+    reader = csv.reader(stream, delimiter=layout.delimiter)
+    row = 1
+    try:
+        for cells in reader:
+            row += 1
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            yield row, cells
+    except UnicodeDecodeError:
+        raise FileRefused(f"must be UTF-8 text (row {row + 1} is not)") from None
+    except csv.Error as error:
+        raise FileRefused(f"is not CSV text (row {row + 1}: {error})") from None
+
+
+def count_rows(path: str) -> tuple[Layout, int]:
+    """Pass 1: check the whole file can be read (UTF-8, CSV, a usable header) and count its data rows,
+    streaming it. ``FileRefused`` says why not."""
+    try:
+        with open_text(path) as stream:
+            layout = read_layout(stream)
+            total = sum(1 for _ in records(stream, layout))
+    except UnicodeDecodeError:
+        raise FileRefused("must be UTF-8 text (save it as \u201cCSV UTF-8\u201d)") from None
+    if total == 0:
+        raise FileRefused("has a header row but no contacts")
+    return layout, total
+
+
+def _cell(cells: Sequence[str], layout: Layout, name: str) -> str | None:
+    for index in layout.columns.get(name, ()):
+        if index < len(cells):
+            value = unneutralise(cells[index]).strip()
+            if value:
+                return value
+    return None
+
+
+def parse_consent(value: str | None, field: str) -> ConsentIntent | None:
+    """Rule 8's import words: yes/true/subscribed subscribe, unsubscribe(d) unsubscribes, no/false/
+    not_subscribed/empty leave a contact as it is."""
+    word = (value or "").strip().lower()
+    if word not in CONSENT_WORDS:
+        raise FieldError(field, "must be yes, no, subscribed, unsubscribed or not_subscribed")
+    return CONSENT_WORDS[word]
+
+
+@lru_cache(maxsize=512)
+def _country_code(value: str) -> str:
+    if len(value) == 2:
+        return normalize_country(value) or value
+    try:
+        return str(pycountry.countries.lookup(value).alpha_2)
+    except LookupError:
+        raise FieldError("country", "must be an ISO 3166-1 alpha-2 country code or a country name") from None
+
+
+def parse_tags(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    tags = []
+    for part in value.split(","):
+        tag = clean_text(part, "tags", max_length=TAG_MAX_LENGTH)
+        if tag:
+            tags.append(tag)
+    return tuple(dict.fromkeys(tags))
+
+
+def _phone(value: str | None, calling_code: str | None, region: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.startswith("'"):
+        value = value[1:]  # Shopify's "keep it as text" prefix, even before a national number
+    if calling_code and not value.lstrip().startswith(("+", "00")):
+        digits = "".join(ch for ch in calling_code if ch.isdigit())
+        if digits and not calling_code.strip().isalpha():
+            value = f"+{digits} {value}"
+        elif calling_code.strip().isalpha():
+            region = calling_code.strip().upper()
+    return normalize_phone(value, region)
+
+
+def parse_row(
+    cells: Sequence[str], layout: Layout, region: str | None, today: date | None = None
+) -> Collected | RowError:
+    """One data row to what it collects (rules' preamble), or the first field it gets wrong.
+
+    A national phone number is read in the row's own country when it has one, else in the shop's region.
+    A row is imported whole or not at all: one bad value makes it an error, never a half-import."""
+    try:
+        country_text = _cell(cells, layout, "country")
+        country = _country_code(country_text) if country_text else None
+        email = normalize_email(_cell(cells, layout, "email"))
+        phone = _phone(_cell(cells, layout, "phone"), _cell(cells, layout, "calling_code"), country or region)
+        gender_text = _cell(cells, layout, "gender")
+        if gender_text is not None:
+            gender_text = GENDER_WORDS.get(gender_text.lower(), gender_text)
+        return Collected(
+            email=email,
+            phone=phone,
+            first_name=clean_text(_cell(cells, layout, "first_name"), "first_name"),
+            last_name=clean_text(_cell(cells, layout, "last_name"), "last_name"),
+            birthday=parse_birthday(_cell(cells, layout, "birthday"), today),
+            gender=normalize_gender(gender_text),
+            country=country,
+            email_consent=parse_consent(_cell(cells, layout, "email_consent"), "email_consent"),
+            sms_consent=parse_consent(_cell(cells, layout, "sms_consent"), "sms_consent"),
+            tags=parse_tags(_cell(cells, layout, "tags")),
+            # Rule 8: an import never re-subscribes a contact that unsubscribed.
+            may_resubscribe=False,
+        )
+    except FieldError as error:
+        return RowError(f"{error.field}: {error.message}")
+
+
+# --- writing -------------------------------------------------------------------------------------------
+
+
+def export_cells(row: Mapping[str, Any]) -> list[str]:
+    """A contact (a mapping with the CSV columns' names) as the export's neutralised cells."""
+    cells = []
+    for name in COLUMNS:
+        value = row.get(name)
+        if value is None:
+            text = ""
+        elif name == "tags":
+            text = ", ".join(value or ())
+        elif isinstance(value, date):
+            text = value.isoformat()
+        else:
+            text = str(value)
+        cells.append(neutralise(text))
+    return cells
+
+
+def csv_lines(rows: Iterable[Sequence[str]]) -> Iterator[str]:
+    """Each row as one CSV line (RFC 4180 quoting, CRLF line ends as spreadsheets expect)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def export_lines(contacts: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """The export's header line, then one line per contact."""
+    yield from csv_lines([COLUMNS])
+    yield from csv_lines(export_cells(c) for c in contacts)
+
+
+def utf8_bytes(lines: Iterable[str]) -> Iterator[bytes]:
+    """Encode streamed lines in chunks of about 64 KB (one write per line would be slow to send)."""
+    encoder = codecs.getincrementalencoder("utf-8")()
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += len(line)
+        if size >= 65536:
+            yield encoder.encode("".join(chunk))
+            chunk, size = [], 0
+    yield encoder.encode("".join(chunk), final=True)

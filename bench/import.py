@@ -1,0 +1,248 @@
+"""CSV import and export throughput through the real path (the sync rules, set-based batches).
+
+    .venv/bin/python bench/import.py [--rows 1000000] [--batch 1000]
+                                     [--database postgresql+psycopg://root@127.0.0.1:5432/postgres]
+
+Generates a realistic CSV (names from a small pool of common names, 30% gmail.com, phones for half the
+rows, a few tags, consent words), imports it into a fresh shop of a fresh database (a new PostgreSQL
+database on that server, else a temporary SQLite file) with pass 1 and pass 2 as the CLI runs them, then
+exports every contact to a file. Prints rows/s for each and the peak traced memory (tracemalloc) and RSS.
+Goals: import >= 10,000 rows/s and export >= 100,000 rows/s on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import resource
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from app import create_app
+from app.admin.imports import export_contacts
+from app.admin.imports import export_statement
+from app.cli import upgrade_database
+from app.contacts.csvio import export_lines
+from app.db import get_database
+from app.imports import ImportRunner
+from app.imports import start_import
+from app.shops import register_shop
+
+FIRST = [
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Emma",
+    "Noah",
+    "Olivia",
+    "Liam",
+    "Sofia",
+    "Lucas",
+    "Mia",
+    "Yuki",
+    "Wei",
+    "Fatima",
+]
+LAST = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Chen",
+    "Kim",
+    "Nguyen",
+    "Müller",
+]
+DOMAINS = ["yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "proton.me", "example.org"]
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(
+            ["email", "phone", "first_name", "last_name", "birthday", "gender", "country", "email_consent",
+             "sms_consent", "tags"]
+        )  # fmt: skip
+        for i in range(rows):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            domain = "gmail.com" if rng.random() < 0.3 else rng.choice(DOMAINS)
+            email = f"{first}.{last}.{i}@{domain}".lower()
+            phone = f"+1415{rng.randint(200, 999)}{rng.randint(0, 9999):04d}" if i % 2 == 0 else ""
+            birthday = f"{rng.randint(1950, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            writer.writerow(
+                [
+                    email,
+                    phone,
+                    first,
+                    last,
+                    birthday if rng.random() < 0.3 else "",
+                    rng.choice(["female", "male", "", ""]),
+                    "US",
+                    rng.choice(["yes", "no", "", "subscribed"]),
+                    rng.choice(["yes", "no", ""]) if phone else "",
+                    rng.choice(["", "vip", "newsletter, vip", "wholesale"]),
+                ]
+            )
+
+
+def fresh_database_url(server: str | None, folder: Path) -> str:
+    if server:
+        base = sa.make_url(server)
+        name = f"popsync_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        return base.set(database=name).render_as_string(hide_password=False)
+    return f"sqlite:///{folder / 'bench.sqlite3'}"
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--database", default=None, help="a PostgreSQL server URL (default: SQLite)")
+    parser.add_argument("--profile", action="store_true", help="profile the import with pyinstrument")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="popsync-bench-") as tmp:
+        folder = Path(tmp)
+        source = folder / "contacts.csv"
+        started = time.perf_counter()
+        generate(source, args.rows)
+        print(
+            f"generated {args.rows:,} rows ({source.stat().st_size / 1e6:.1f} MB)"
+            f" in {time.perf_counter() - started:.1f} s"
+        )
+        url = fresh_database_url(args.database, folder)
+        app = create_app(
+            {
+                "DATABASE_URL": url,
+                "SECRET_KEY": "bench-secret-key-0123456789abcdef",
+                "POPSYNC_ENV": "production",
+            }
+        )
+        upgrade_database(app)
+        db = get_database(app)
+        with app.app_context():
+            with db.write_transaction() as session:
+                shop = register_shop(
+                    session,
+                    app.extensions["popsync.keyring"],
+                    platform="shopify",
+                    domain="bench.myshopify.com",
+                    token="shpat_bench",  # noqa: S106 (not a credential)
+                    region="US",
+                )
+                shop_id = shop.id
+            started = time.perf_counter()
+            record = start_import(db, shop_id, source, filename="contacts.csv", write_platform=False)
+            pass1 = time.perf_counter() - started
+            runner = ImportRunner(db, app.extensions["popsync.contacts"], batch_size=args.batch)
+            profiler = None
+            if args.profile:
+                from pyinstrument import Profiler
+
+                profiler = Profiler()
+                profiler.start()
+            started = time.perf_counter()
+            runner.run(record.id)
+            pass2 = time.perf_counter() - started
+            if profiler is not None:
+                profiler.stop()
+                print(profiler.output_text(unicode=False, color=False, show_all=False)[:6000])
+            with db.sessionmaker() as session:
+                counts = session.execute(
+                    sa.text("SELECT created, updated, skipped, error_count FROM imports WHERE id = :id"),
+                    {"id": record.id},
+                ).one()
+            print(f"database: {db.dialect}")
+            print(f"import pass 1 (check and count): {pass1:.1f} s, {args.rows / pass1:,.0f} rows/s")
+            print(
+                f"import pass 2 (sync rules, batches of {args.batch}): {pass2:.1f} s,"
+                f" {args.rows / pass2:,.0f} rows/s"
+            )
+            print(f"import overall: {args.rows / (pass1 + pass2):,.0f} rows/s; outcome {tuple(counts)}")
+            print(f"RSS after import: {rss_mb():.0f} MB")
+
+            target = folder / "export.csv"
+            with db.sessionmaker() as session:
+                statement = export_statement(session, shop_id)
+            started = time.perf_counter()
+            with open(target, "w", encoding="utf-8", newline="") as out:
+                out.writelines(export_lines(export_contacts(db, statement)))
+            seconds = time.perf_counter() - started
+            # Memory measured on a second run: tracemalloc slows Python down several times.
+            tracemalloc.start()
+            with open(target, "w", encoding="utf-8", newline="") as out:
+                out.writelines(export_lines(export_contacts(db, statement)))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            exported = sum(1 for _ in open(target, encoding="utf-8")) - 1  # noqa: SIM115
+            print(
+                f"export: {exported:,} rows in {seconds:.1f} s, {exported / seconds:,.0f} rows/s,"
+                f" peak traced memory {peak / 1e6:.1f} MB"
+            )
+            print(f"RSS at the end: {rss_mb():.0f} MB")
+        db.engine.dispose()
+        if args.database:
+            name = sa.make_url(url).database
+            admin = sa.create_engine(sa.make_url(args.database), isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
