@@ -128,3 +128,11 @@ def _connection(engine: sa.Engine) -> psycopg.Connection[tuple[object, ...]]:
         _local.connection = psycopg.connect(url, autocommit=True, connect_timeout=5)
         _local.key = key
     return _local.connection
+
+
+def close_fast_connection() -> None:
+    """Close this thread's fast-path connection, if it has one (shutdown, tests dropping a database)."""
+    connection = _local.__dict__.pop("connection", None)
+    _local.__dict__.pop("key", None)
+    if connection is not None:
+        connection.close()
