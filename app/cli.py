@@ -395,9 +395,9 @@ def contacts_import(file: Path, domain: str, write_platform: bool) -> None:
 @with_appcontext
 def contacts_export(domain: str, segment: str | None, output: Path | None) -> None:
     from app.admin.imports import NoSuchSegment
-    from app.admin.imports import export_contacts
     from app.admin.imports import export_statement
     from app.contacts.csvio import export_lines
+    from app.contacts.queries import export_rows
 
     shop = _installed_shop(domain)
     try:
@@ -407,7 +407,7 @@ def contacts_export(domain: str, segment: str | None, output: Path | None) -> No
         raise click.BadParameter(error.message, param_hint="--" + error.field) from None
     except NoSuchSegment:
         raise click.ClickException(f"no segment {segment} in {domain}") from None
-    lines = export_lines(export_contacts(get_database(), statement))
+    lines = export_lines(export_rows(get_database(), statement))
     if output is None:
         out = click.get_text_stream("stdout")
         for line in lines:

@@ -9,6 +9,7 @@ from sqlalchemy import pool
 
 import app.models  # noqa: F401  (registers every table on the metadata)
 from app.db import Base
+from app.models import include_in_schema_comparison
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,6 +20,8 @@ def run_migrations(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        # The search indexes exist only in migration 0010 (app/models.py, SEARCH_INDEX_OBJECTS).
+        include_object=include_in_schema_comparison,
         # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         transaction_per_migration=True,

@@ -24,7 +24,6 @@ from app.contacts import csvio
 from app.contacts import queries
 from app.contacts import segments
 from app.contacts.normalize import FieldError
-from app.db import Database
 from app.db import get_database
 from app.db import request_session
 from app.db import utcnow
@@ -166,27 +165,6 @@ def export_statement(
     return queries.filtered(shop_id, q, channel, segment=condition).with_only_columns(*_EXPORT_COLUMNS)
 
 
-def export_contacts(
-    db: Database, statement: sa.Select[Any], page: int = EXPORT_PAGE
-) -> Iterator[dict[str, Any]]:
-    """Every contact the statement selects, a keyset page at a time by id: constant memory, and a short
-    read transaction per page rather than one held for the whole download."""
-    last = 0
-    while True:
-        with db.sessionmaker() as session:
-            rows = (
-                session.execute(statement.where(Contact.id > last).order_by(Contact.id).limit(page))
-                .mappings()
-                .all()
-            )
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1]["id"]
-        if len(rows) < page:
-            return
-
-
 @bp.get("/contacts/export.csv")
 @require_shop
 def export_csv() -> Any:
@@ -205,5 +183,5 @@ def export_csv() -> Any:
     except NoSuchSegment:
         abort(404, description="no such segment")
     request_session().close()  # the pages are read in short sessions of their own
-    lines = csvio.export_lines(export_contacts(get_database(), statement))
+    lines = csvio.export_lines(queries.export_rows(get_database(), statement))
     return _csv_response(csvio.utf8_bytes(lines), "contacts.csv")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
+import re
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -22,6 +24,8 @@ from typing import IO
 from typing import Any
 
 import pycountry
+from email_validator import EmailNotValidError
+from email_validator import validate_email
 
 from app.contacts.normalize import FieldError
 from app.contacts.normalize import clean_text
@@ -267,6 +271,43 @@ def _phone(value: str | None, calling_code: str | None, region: str | None) -> s
     return normalize_phone(value, region)
 
 
+# An address whose local part is a plain ASCII dot-atom (RFC 5322; the pattern email-validator checks
+# first) and whose domain is plain ASCII letters, digits, dots and hyphens.
+_PLAIN_LOCAL = re.compile(r"[a-zA-Z0-9_!#$%&'*+\-/=?^`{|}~]+(?:\.[a-zA-Z0-9_!#$%&'*+\-/=?^`{|}~]+)*\Z")
+_PLAIN_DOMAIN = re.compile(r"[a-zA-Z0-9.-]+\Z")
+_EMAIL_MAX_LENGTH = 254  # email-validator's limit on the whole address
+
+
+@lru_cache(maxsize=4096)
+def _domain_accepted(domain: str) -> bool:
+    try:
+        validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def _email(value: str | None) -> str | None:
+    """``normalize_email`` for a cell, with the domain's verdict cached: a file holds a few thousand
+    domains for a million addresses, and email-validator spends most of its time on the domain (IDNA).
+    For a plain ASCII address the domain's checks do not depend on the local part, so the verdict on
+    ``a@domain`` is the address's; anything else (quoted or international parts, IDNA domains, refused
+    domains, for their error message) goes through ``normalize_email`` itself."""
+    if value is None:
+        return None
+    local, at, domain = value.rpartition("@")
+    if (
+        at
+        and len(value) <= _EMAIL_MAX_LENGTH
+        and _PLAIN_LOCAL.match(local)
+        and _PLAIN_DOMAIN.match(domain)
+        and "xn--" not in domain.lower()
+        and _domain_accepted(domain)
+    ):
+        return value.lower()
+    return normalize_email(value)
+
+
 def parse_row(
     cells: Sequence[str], layout: Layout, region: str | None, today: date | None = None
 ) -> Collected | RowError:
@@ -277,7 +318,7 @@ def parse_row(
     try:
         country_text = _cell(cells, layout, "country")
         country = _country_code(country_text) if country_text else None
-        email = normalize_email(_cell(cells, layout, "email"))
+        email = _email(_cell(cells, layout, "email"))
         phone = _phone(_cell(cells, layout, "phone"), _cell(cells, layout, "calling_code"), country or region)
         gender_text = _cell(cells, layout, "gender")
         if gender_text is not None:
@@ -331,10 +372,65 @@ def csv_lines(rows: Iterable[Sequence[str]]) -> Iterator[str]:
         buffer.truncate()
 
 
-def export_lines(contacts: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    """The export's header line, then one line per contact."""
+# Rows per string ``export_lines`` yields: one string per line cost as much as writing the line.
+_LINES_PER_CHUNK = 500
+
+
+def _csv_chunks(rows: Iterable[Sequence[str]]) -> Iterator[str]:
+    """The rows as CSV (as ``csv_lines``), a few hundred lines per string."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    chunk: list[Sequence[str]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == _LINES_PER_CHUNK:
+            writer.writerows(chunk)
+            chunk.clear()
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if chunk:
+        writer.writerows(chunk)
+        yield buffer.getvalue()
+
+
+def _text_cell(value: str | None) -> str:
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _row_cells(row: Sequence[Any]) -> tuple[str, ...]:
+    """A row of ``queries.EXPORT_COLUMNS`` (the id, then the CSV columns) as neutralised cells: what
+    ``export_cells`` does, unrolled for speed (it runs once per exported contact)."""
+    _, email, phone, first_name, last_name, birthday, gender, country, email_consent, sms_consent, tags = row
+    return (
+        _text_cell(email),
+        _text_cell(phone),
+        _text_cell(first_name),
+        _text_cell(last_name),
+        birthday.isoformat() if birthday is not None else "",
+        _text_cell(gender),
+        _text_cell(country),
+        _text_cell(email_consent),
+        _text_cell(sms_consent),
+        _tags_cell(tags),
+    )
+
+
+def _tags_cell(tags: str | Sequence[str] | None) -> str:
+    """The tags cell from the list or from its JSON text (``queries.EXPORT_COLUMNS`` reads it as text)."""
+    if isinstance(tags, str):
+        tags = json.loads(tags) if tags != "[]" else None
+    return _text_cell(", ".join(tags)) if tags else ""
+
+
+def export_lines(contacts: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Iterator[str]:
+    """The export's header line, then the contacts' lines (several per string). A contact is a mapping
+    with the CSV columns' names, or a row of the contact's id and then the CSV columns in order (what
+    ``queries.export_rows`` reads: the fast way)."""
     yield from csv_lines([COLUMNS])
-    yield from csv_lines(export_cells(c) for c in contacts)
+    yield from _csv_chunks(export_cells(c) if isinstance(c, Mapping) else _row_cells(c) for c in contacts)
 
 
 def utf8_bytes(lines: Iterable[str]) -> Iterator[bytes]:
