@@ -39,7 +39,6 @@ from app.models import Contact
 from app.models import Import
 from app.models import Shop
 
-EXPORT_PAGE = 2000
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("", "false", "0", "no", "off")
 
@@ -128,19 +127,8 @@ def _csv_response(body: Iterator[bytes], filename: str) -> Response:
     return response
 
 
-_EXPORT_COLUMNS = (
-    Contact.id,
-    Contact.email,
-    Contact.phone,
-    Contact.first_name,
-    Contact.last_name,
-    Contact.birthday,
-    Contact.gender,
-    Contact.country,
-    Contact.email_consent,
-    Contact.sms_consent,
-    Contact.tags,
-)
+# The export's columns with the tags as stored (queries.export_rows reads them as JSON text instead).
+_EXPORT_COLUMNS = (*queries.EXPORT_COLUMNS[:-1], Contact.tags)
 
 
 class NoSuchSegment(LookupError):
