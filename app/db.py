@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask import g
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Session
@@ -129,6 +131,13 @@ class Database:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
+
+
+def upsert(session: Session, table: Any) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` for the session's database: PostgreSQL's and SQLite's constructs have
+    the same ``on_conflict_do_nothing`` / ``on_conflict_do_update``, but each lives in its own dialect."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(table)
 
 
 def identifier_lock_key(shop_id: int, kind: str, value: str) -> int:

@@ -27,7 +27,6 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from app.contacts import rules
@@ -39,6 +38,7 @@ from app.crypto import Keyring
 from app.db import Database
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
+from app.db import upsert
 from app.db import utcnow
 from app.enums import Consent
 from app.enums import EventKind
@@ -591,6 +591,45 @@ def _set_values(
         contact.updated_at = now
 
 
+def unsubscribe_holders(
+    session: Session,
+    shop_id: int,
+    channel: str,
+    value: str,
+    *,
+    source: Source,
+    now: datetime,
+    event: Mapping[str, Any] | None = None,
+    except_id: int | None = None,
+) -> list[Contact]:
+    """Rule 8 inside the caller's transaction (which holds the identifier's lock): every contact of the shop
+    holding ``value`` for ``channel``'s identifier, not yet unsubscribed, is unsubscribed with an
+    ``unsubscribed`` event (``event`` adds to its data). Returns them; the caller decides about the platform
+    write (a platform's own unsubscribe is never written back)."""
+    identifier = rules.CHANNEL_IDENTIFIER[channel]
+    consent_field = rules.CONSENT_FIELDS[channel]
+    statement = sa.select(Contact).where(
+        Contact.shop_id == shop_id,
+        getattr(Contact, identifier) == value,
+        getattr(Contact, consent_field) != Consent.UNSUBSCRIBED,
+    )
+    if except_id is not None:
+        statement = statement.where(Contact.id != except_id)
+    holders = list(session.scalars(statement.order_by(Contact.id).with_for_update()))
+    for contact in holders:
+        _set_values(contact, {consent_field: Consent.UNSUBSCRIBED}, source, now)
+        session.add(
+            ContactEvent(
+                shop_id=shop_id,
+                contact_id=contact.id,
+                kind=EventKind.UNSUBSCRIBED,
+                occurred_at=now,
+                data={"channel": channel, "source": str(source), **(event or {})},
+            )
+        )
+    return holders
+
+
 def _mark_for_platform(contact: _Row, decision: rules.Decision, target: _Row) -> bool:
     """Record what the platform write must carry; True when the contact needs a push (rule 9)."""
     if contact is target:
@@ -654,11 +693,10 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
         }
         for contact_id in contact_ids
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     where = sa.text("status = 'pending' AND kind = 'push_contact'")
     session.execute(
-        insert(OutboxItem).on_conflict_do_nothing(index_elements=["contact_id"], index_where=where), rows
+        upsert(session, OutboxItem).on_conflict_do_nothing(index_elements=["contact_id"], index_where=where),
+        rows,
     )
 
 
@@ -825,31 +863,10 @@ class MirrorService:
     def unsubscribe_identifier(self, shop_id: int, channel: str, value: str, *, source: Source) -> int:
         """Rule 8: an unsubscribe reaches every contact holding that email or phone; returns how many."""
         identifier = rules.CHANNEL_IDENTIFIER[channel]
-        consent_field = rules.CONSENT_FIELDS[channel]
         now = self.contacts.clock()
         with self.contacts.db.write_transaction() as session:
             lock_identifiers(session, [identifier_lock_key(shop_id, identifier, value)])
-            holders = session.scalars(
-                sa.select(Contact)
-                .where(
-                    Contact.shop_id == shop_id,
-                    getattr(Contact, identifier) == value,
-                    getattr(Contact, consent_field) != "unsubscribed",
-                )
-                .with_for_update()
-            ).all()
-            for contact in holders:
-                _set_values(contact, {consent_field: "unsubscribed"}, source, now)
-                session.add(
-                    ContactEvent(
-                        shop_id=shop_id,
-                        contact_id=contact.id,
-                        kind=EventKind.UNSUBSCRIBED,
-                        occurred_at=now,
-                        data={"channel": channel, "source": str(source)},
-                    )
-                )
-            return len(holders)
+            return len(unsubscribe_holders(session, shop_id, channel, value, source=source, now=now))
 
     def unlink(self, shop_id: int, customer_id: str) -> int:
         """The platform customer was deleted: its contacts stay in the list, unlinked."""
@@ -980,41 +997,19 @@ class MerchantService:
         self, session: Session, shop_id: int, contact: Contact, channel: str, actor: str, now: datetime
     ) -> list[Contact]:
         """Rule 8: every other contact of the shop holding this contact's email (or phone) is unsubscribed."""
-        identifier = rules.CHANNEL_IDENTIFIER[channel]
-        consent_field = rules.CONSENT_FIELDS[channel]
-        value = getattr(contact, identifier)
+        value = getattr(contact, rules.CHANNEL_IDENTIFIER[channel])
         if not value:
             return []
-        others = list(
-            session.scalars(
-                sa.select(Contact)
-                .where(
-                    Contact.shop_id == shop_id,
-                    getattr(Contact, identifier) == value,
-                    getattr(Contact, consent_field) != Consent.UNSUBSCRIBED,
-                    Contact.id != contact.id,
-                )
-                .order_by(Contact.id)
-                .with_for_update()
-            )
+        return unsubscribe_holders(
+            session,
+            shop_id,
+            channel,
+            value,
+            source=Source.MERCHANT,
+            now=now,
+            event={"because": "identifier unsubscribed", "actor": actor},
+            except_id=contact.id,
         )
-        for other in others:
-            _set_values(other, {consent_field: Consent.UNSUBSCRIBED}, Source.MERCHANT, now)
-            session.add(
-                ContactEvent(
-                    shop_id=shop_id,
-                    contact_id=other.id,
-                    kind=EventKind.UNSUBSCRIBED,
-                    occurred_at=now,
-                    data={
-                        "channel": channel,
-                        "source": str(Source.MERCHANT),
-                        "because": "identifier unsubscribed",
-                        "actor": actor,
-                    },
-                )
-            )
-        return others
 
     def set_consent(self, shop_id: int, ids: Sequence[int], channel: str, state: str, *, actor: str) -> int:
         """Set one channel's consent on the listed contacts of the shop (others' ids are ignored); an

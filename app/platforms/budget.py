@@ -12,10 +12,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from app.db import Database
+from app.db import upsert
 from app.db import utcnow
 from app.models import PlatformBudget
 
@@ -63,10 +62,8 @@ class RateBudget:
     def _locked(
         self, session: sa.orm.Session, shop_id: int, capacity: float, restore_rate: float
     ) -> PlatformBudget:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         session.execute(
-            insert(PlatformBudget)
+            upsert(session, PlatformBudget)
             .values(
                 shop_id=shop_id,
                 capacity=capacity,

@@ -26,12 +26,11 @@ from typing import Protocol
 import sqlalchemy as sa
 from flask import current_app
 from flask import request
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from app.config import RateLimit
 from app.db import Database
 from app.db import get_database
+from app.db import upsert
 from app.db import utcnow
 from app.models import RateLimitCounter
 
@@ -84,12 +83,10 @@ class DatabaseRateLimiter:
             return Verdict(allowed=True)
         new_window = False
         with self.database.write_transaction() as session:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             for limit in active:
                 start = window_start(now, limit.rate.period)
                 statement = (
-                    insert(RateLimitCounter)
+                    upsert(session, RateLimitCounter)
                     .values(key=limit.key[:_KEY_MAX_LENGTH], window_start=start, count=1)
                     .on_conflict_do_update(
                         index_elements=["key", "window_start"],

@@ -14,11 +14,10 @@ from typing import Any
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from app.db import Database
+from app.db import upsert
 from app.db import utcnow
 from app.models import FormDailyStat
 
@@ -29,16 +28,24 @@ def count(
     database: Database, form_id: int, what: Literal["views", "submissions"], day: date | None = None
 ) -> None:
     """Add one view or submission to the form's row for ``day`` (today, UTC, by default)."""
-    day = day or utcnow().date()
     with database.write_transaction() as session:
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        statement = insert(FormDailyStat).values(
-            form_id=form_id, day=day, views=int(what == "views"), submissions=int(what == "submissions")
-        )
-        column = getattr(FormDailyStat, what)
-        session.execute(
-            statement.on_conflict_do_update(index_elements=["form_id", "day"], set_={what: column + 1})
-        )
+        count_in(session, form_id, what, day)
+
+
+def count_in(
+    session: Session, form_id: int, what: Literal["views", "submissions"], day: date | None = None
+) -> None:
+    """``count`` inside the caller's transaction (a submission counts in the transaction of its sync)."""
+    statement = upsert(session, FormDailyStat).values(
+        form_id=form_id,
+        day=day or utcnow().date(),
+        views=int(what == "views"),
+        submissions=int(what == "submissions"),
+    )
+    column = getattr(FormDailyStat, what)
+    session.execute(
+        statement.on_conflict_do_update(index_elements=["form_id", "day"], set_={what: column + 1})
+    )
 
 
 def recent_stats(

@@ -20,7 +20,6 @@ from app.config import current_settings
 from app.contacts.normalize import ValidationError
 from app.contacts.normalize import collect_submission
 from app.contacts.service import get_service
-from app.db import get_database
 from app.db import request_session
 from app.db import utcnow
 from app.enums import Source
@@ -131,9 +130,18 @@ def accept_submission(
     evidence = submission_evidence(body, client)
     session.close()  # the sync runs in its own write transaction; hold no read snapshot across it
 
-    get_service().sync(shop_id, collected, source=Source.FORM, evidence=evidence)
-    if form_id is not None:
-        stats.count(get_database(), form_id, "submissions")
+    def count_submission(session: Session, _results: object) -> None:
+        # The form row is share-locked first: a form deleted meanwhile is not counted, and never fails the
+        # submission it no longer belongs to.
+        if form_id is not None and session.scalar(
+            sa.select(Form.id).where(Form.id == form_id).with_for_update(read=True)
+        ):
+            stats.count_in(session, form_id, "submissions")
+
+    # One transaction for the contact, its event, its platform write and the form's daily count.
+    get_service().sync_batch(
+        shop_id, [collected], source=Source.FORM, evidence=[evidence], before_commit=count_submission
+    )
     return Answer({"ok": True}, 200)
 
 

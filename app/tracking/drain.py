@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from app.contacts.rules import Collected
 from app.contacts.service import ContactService
+from app.db import upsert
 from app.enums import Source
 from app.models import Shop
 from app.models import Suppression
@@ -218,9 +217,8 @@ def _claim_firsts(session: Session, shop_id: int, hits: list[_Hit], now: Any) ->
         {"shop_id": shop_id, "kind": k, "message_id": m, "recipient_key": r, "synced_at": now}
         for k, m, r in keys
     ]
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(TrackingSync)
+        upsert(session, TrackingSync)
         .on_conflict_do_nothing(index_elements=["shop_id", "kind", "message_id", "recipient_key"])
         .returning(TrackingSync.kind, TrackingSync.message_id, TrackingSync.recipient_key)
     )

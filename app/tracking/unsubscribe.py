@@ -11,19 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
-
 from app.contacts import rules
 from app.contacts.service import ContactService
 from app.contacts.service import enqueue_pushes
+from app.contacts.service import unsubscribe_holders
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
-from app.enums import Consent
-from app.enums import EventKind
 from app.enums import Source
 from app.enums import SyncStatus
-from app.models import Contact
-from app.models import ContactEvent
 from app.models import Shop
 from app.tracking.tokens import TrackingLink
 
@@ -37,39 +32,21 @@ def unsubscribe(contacts: ContactService, link: TrackingLink, now: datetime) -> 
     consent_field = rules.CONSENT_FIELDS[link.channel]
     with contacts.db.write_transaction() as session:
         lock_identifiers(session, [identifier_lock_key(link.shop_id, identifier, value)])
-        holders = session.scalars(
-            sa.select(Contact)
-            .where(
-                Contact.shop_id == link.shop_id,
-                getattr(Contact, identifier) == value,
-                getattr(Contact, consent_field) != Consent.UNSUBSCRIBED,
-            )
-            .order_by(Contact.id)
-            .with_for_update()
-        ).all()
+        holders = unsubscribe_holders(
+            session,
+            link.shop_id,
+            link.channel,
+            value,
+            source=Source.UNSUBSCRIBE_LINK,
+            now=now,
+            event={"message_id": link.message_id},
+        )
         if not holders:
             return 0
         shop = session.get(Shop, link.shop_id)
         write_platform = shop is not None and shop.installed
         pushes: list[int] = []
         for contact in holders:
-            setattr(contact, consent_field, Consent.UNSUBSCRIBED)
-            setattr(contact, f"{consent_field}_at", now)
-            setattr(contact, f"{consent_field}_source", str(Source.UNSUBSCRIBE_LINK))
-            contact.updated_at = now
-            session.add(
-                ContactEvent(
-                    shop_id=link.shop_id,
-                    contact_id=contact.id,
-                    kind=EventKind.UNSUBSCRIBED,
-                    occurred_at=now,
-                    data={
-                        "channel": link.channel,
-                        "source": str(Source.UNSUBSCRIBE_LINK),
-                        "message_id": link.message_id,
-                    },
-                )
-            )
             # A contact kept in popsync on purpose (an import without the platform) stays local, as the
             # sync service treats it when another record unsubscribes its identifier.
             if write_platform and contact.sync_status != SyncStatus.LOCAL:

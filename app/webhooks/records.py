@@ -7,10 +7,9 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from app.db import Database
+from app.db import upsert
 from app.db import utcnow
 from app.enums import OutboxKind
 from app.models import OutboxItem
@@ -43,9 +42,8 @@ def record_delivery(
         shop = session.scalar(sa.select(Shop).where(Shop.domain == canonical).with_for_update())
         if shop is None:
             return "ignored: unknown shop"
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         delivery_id = session.scalar(
-            insert(WebhookDelivery)
+            upsert(session, WebhookDelivery)
             .values(
                 platform=platform,
                 webhook_id=webhook_id[:128],
