@@ -24,8 +24,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=source.get("POPSYNC_INSTANCE_PATH") or None)
     settings = Settings.from_mapping(source, instance_path=app.instance_path)
     app.config.update(SECRET_KEY=settings.secret_key, POPSYNC=settings, JSON_SORT_KEYS=False)
+    if config is None:
+        # A real process (gunicorn, the worker, the CLI): JSON log lines in production. Tests keep
+        # pytest's handlers, and capture the lines with configure_logging when they need them.
+        from app.logging_setup import configure_logging
+
+        configure_logging(settings)
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)  # type: ignore[method-assign]
+    from app.ops import requests as request_context
+
+    # Outermost: every request's id and count, whatever ProxyFix or an error page does.
+    request_context.init_app(app)
 
     from app import db
     from app import errors

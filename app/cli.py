@@ -6,7 +6,6 @@ Bad arguments and unreachable databases end in a one-line message and a non-zero
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import UTC
 from datetime import datetime
@@ -265,10 +264,15 @@ def demo(port: int) -> None:
 @click.option("--no-worker", is_flag=True, help="do not start the background worker")
 @with_appcontext
 def serve(host: str, port: int, workers: int | None, no_worker: bool) -> None:
+    from app.gunicorn_conf import default_workers
     from app.server import run_server
 
     run_server(
-        host=host, port=port, workers=workers or (2 * (os.cpu_count() or 1) + 1), with_worker=not no_worker
+        host=host,
+        port=port,
+        workers=workers or default_workers(),
+        with_worker=not no_worker,
+        development=current_app.config["POPSYNC"].development,
     )
 
 

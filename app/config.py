@@ -73,6 +73,10 @@ class Settings:
     shopline_requests_per_second: float = 4.0
     worker_poll_interval: float = 0.5
     worker_lease: float = 300.0
+    # Contact events older than this many days are deleted by the worker's daily pruning; 0 keeps them.
+    event_retention_days: int = 400
+    # The bearer token GET /metrics asks for; unset, /metrics answers 404 (docs/deploy.md).
+    metrics_token: str = ""
     instance_path: str = ""
 
     @property
@@ -140,6 +144,10 @@ class Settings:
                 "WORKER_POLL_INTERVAL", env.get("WORKER_POLL_INTERVAL", "0.5")
             ),
             worker_lease=_positive_float("WORKER_LEASE", env.get("WORKER_LEASE", "300")),
+            event_retention_days=_non_negative_int(
+                "EVENT_RETENTION_DAYS", env.get("EVENT_RETENTION_DAYS", "400")
+            ),
+            metrics_token=_metrics_token(env.get("METRICS_TOKEN", "")),
             instance_path=instance_path,
         )
 
@@ -152,6 +160,13 @@ def _non_negative_int(name: str, value: str) -> int:
     if number < 0:
         raise ConfigError(f"{name} must not be negative")
     return number
+
+
+def _metrics_token(value: str) -> str:
+    value = value.strip()
+    if value and len(value) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters (or unset to turn /metrics off)")
+    return value
 
 
 def _flag(name: str, value: str, default: bool) -> bool:

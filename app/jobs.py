@@ -26,6 +26,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.config import Settings
 from app.contacts.normalize import FieldError
 from app.contacts.normalize import normalize_email
@@ -47,6 +48,7 @@ from app.models import Contact
 from app.models import OutboxItem
 from app.models import Shop
 from app.models import WebhookDelivery
+from app.ops.retention import EventPruner
 from app.platforms import client_for
 from app.platforms.base import AuthFailed
 from app.platforms.base import FailedForGood
@@ -123,6 +125,8 @@ class Worker:
         self._next_schedule_check = 0.0
         # --- tracking (app/tracking/drain.py): opens and clicks become syncs in batches, beside the outbox.
         self.hits = HitDrain(contacts)
+        # --- retention (app/ops/retention.py): old contact events go, a bounded slice a round.
+        self.pruner = EventPruner(db, settings.event_retention_days, clock=clock)
 
     def _default_client(self, shop: Shop) -> PlatformClient:
         return client_for(
@@ -177,14 +181,18 @@ class Worker:
     def run_once(self, shops: int = 20) -> int:
         """One round: start due daily jobs, reclaim expired leases, claim up to one due row per shop,
         process them."""
-        if self.schedule_daily and time.monotonic() >= self._next_schedule_check:
-            self._next_schedule_check = time.monotonic() + SCHEDULE_CHECK_SECONDS
-            schedule_daily_jobs(self.db, self.clock())
+        pruned = 0
+        if self.schedule_daily:
+            if time.monotonic() >= self._next_schedule_check:
+                self._next_schedule_check = time.monotonic() + SCHEDULE_CHECK_SECONDS
+                schedule_daily_jobs(self.db, self.clock())
+            pruned = self.pruner.run_once()
         self.reclaim_expired()
         claims = self.claim(shops)
         for claim in claims:
             self.process(claim)
-        return len(claims) + self.hits.run_once()  # tracking: the hits synced this round
+        # tracking: the hits synced this round; retention: a slice of old events deleted counts as work done
+        return len(claims) + self.hits.run_once() + (1 if pruned else 0)
 
     def seconds_until_due(self) -> float | None:
         """Seconds until the next pending or leased row is due; None when the outbox is empty."""
@@ -347,6 +355,7 @@ class Worker:
             return
         except FailedForGood as error:
             result = PushResult(PushOutcome.FAILED, detail=f"the platform refused the write: {error}")
+        metrics.record_platform_write(shop.platform, result.outcome.value)
         self._record(claim, snapshot, result, getattr(client, "state", None))
 
     def _record(
@@ -544,7 +553,8 @@ class Worker:
         ):
             with self.db.sessionmaker() as session:
                 shop = session.get(Shop, shop.id) or shop
-        return self.client_factory(shop)
+        # Every platform failure counted by kind (GET /metrics), whichever job met it.
+        return metrics.CountingClient(self.client_factory(shop), shop.platform)  # type: ignore[return-value]
 
     def _token_refused(self, claim: Claim, shop: Shop, reason: str, *, contact_id: int | None) -> None:
         """A refused token: refresh it once if the platform allows (then the job runs again at once);
@@ -569,7 +579,7 @@ class Worker:
             # Not throttled: a token refused again and again backs off and is given up like a failure.
             self._after_failure(claim, RetryLater("the token was refreshed", 0), contact_id=contact_id)
             return
-        self._shop_needs_reauth(claim, reason)
+        self._shop_needs_reauth(claim, reason, refused_token=shop.access_token)
 
     # --- outcomes ------------------------------------------------------------------------------------
 
@@ -601,10 +611,20 @@ class Worker:
             delay = max(retry.seconds, self._backoff(row.attempts))
             _return_to_pending(session, row, due_at=now + timedelta(seconds=delay))
 
-    def _shop_needs_reauth(self, claim: Claim, reason: str) -> None:
-        """The token was refused: park the shop's writes until it is restored (they are queued again then)."""
+    def _shop_needs_reauth(self, claim: Claim, reason: str, *, refused_token: str | None = None) -> None:
+        """The token was refused: park the shop's writes until it is restored (they are queued again then).
+
+        ``refused_token`` is the sealed token that was refused: when the shop holds another one by now (a
+        re-install or ``popsync shops add`` while this worker was failing), the restore has already queued
+        the failed writes, so this one is not parked but run again at once with the new token."""
         with self.db.write_transaction() as session:
-            shop = session.get(Shop, claim.shop_id)
+            shop = session.scalars(sa.select(Shop).where(Shop.id == claim.shop_id).with_for_update()).first()
+            if shop is not None and refused_token is not None and shop.access_token != refused_token:
+                row = _owned_row(session, claim)
+                if row is not None:
+                    row.last_error = "the token was replaced while it was being refused"
+                    _return_to_pending(session, row, due_at=self.clock())
+                return
             if shop is not None:
                 shop.needs_reauth = True
             row = _owned_row(session, claim)

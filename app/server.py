@@ -1,4 +1,4 @@
-"""``popsync serve``: gunicorn in front of the app, configured from the command line."""
+"""``popsync serve``: gunicorn in front of the app (app/gunicorn_conf.py), and the demo server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+from app.gunicorn_conf import gunicorn_options
+from app.gunicorn_conf import prepare_metrics_dir
+from app.gunicorn_conf import remove_metrics_dir
 
 
 class PopsyncServer(BaseApplication):  # type: ignore[misc]
@@ -24,30 +28,17 @@ class PopsyncServer(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
-def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
-    return {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "sync",
-        # Each worker builds its own app (and engine) after the fork: no connection crosses processes.
-        "preload_app": False,
-        "timeout": 30,
-        "graceful_timeout": 20,
-        "keepalive": 5,
-        "accesslog": "-",
-        "errorlog": "-",
-        # The access log shows the path only: query strings may carry tokens or shop secrets.
-        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
-    }
+def run_server(host: str, port: int, workers: int, with_worker: bool, *, development: bool = False) -> None:
+    """gunicorn in the foreground; the background worker as a child process beside it, stopped with it.
 
-
-def run_server(host: str, port: int, workers: int, with_worker: bool) -> None:
-    """gunicorn in the foreground; the background worker as a child process beside it, stopped with it."""
+    The metrics directory is prepared first: the gunicorn workers and the background worker inherit it, so
+    ``GET /metrics`` on any web worker adds up the counters of all of them (app/metrics.py)."""
+    directory, created = prepare_metrics_dir()
     background = None
-    if with_worker:
-        background = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
     try:
-        PopsyncServer(gunicorn_options(host, port, workers)).run()
+        if with_worker:
+            background = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+        PopsyncServer(gunicorn_options(host, port, workers, development=development)).run()
     finally:
         if background is not None:
             background.terminate()
@@ -55,6 +46,7 @@ def run_server(host: str, port: int, workers: int, with_worker: bool) -> None:
                 background.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 background.kill()
+        remove_metrics_dir(directory, created)
 
 
 class DemoServer(BaseApplication):  # type: ignore[misc]
@@ -65,7 +57,7 @@ class DemoServer(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
-        options = gunicorn_options("127.0.0.1", self.port, 1)
+        options = gunicorn_options("127.0.0.1", self.port, 1, development=True)
         options.update({"worker_class": "gthread", "threads": 8, "accesslog": None})
         for key, value in options.items():
             self.cfg.set(key, value)
