@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
+from werkzeug.routing import IntegerConverter
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -72,6 +73,9 @@ def utcnow() -> datetime:
 
 def create_db_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine with popsync's connection settings for either database."""
+    # Statement parameters are personal data and sealed tokens: never in a log line or an error's text
+    # (SQLAlchemy puts them in both, with echo on and in every StatementError).
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
@@ -110,6 +114,13 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def parallel_transactions(self) -> bool:
+        """Whether two transactions of this process can be open at once and make progress: PostgreSQL
+        with a connection per session (SQLite has one writer at a time; tests bind every session to one
+        connection)."""
+        return self.dialect == "postgresql" and isinstance(self.sessionmaker.kw.get("bind"), sa.Engine)
 
     def bind_to(self, connection: sa.Connection) -> None:
         """Run every session on ``connection`` inside savepoints (tests roll the outer transaction back)."""
@@ -159,8 +170,21 @@ def lock_identifiers(session: Session, keys: Iterable[int]) -> None:
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+class RowIdConverter(IntegerConverter):
+    """``<int:…>`` in every route is a row id: at most 18 digits, far above any id a table reaches and
+    below the largest 64-bit integer both databases store. A longer number matches no route (404), where
+    the database would refuse the query (OverflowError on SQLite, "bigint out of range" on PostgreSQL).
+
+    A pattern rather than ``max``: werkzeug turns a converter's refusal into a 405 when the path has
+    routes for other methods."""
+
+    regex = r"\d{1,18}"
+
+
 def init_app(app: Flask, database: Database) -> None:
     app.extensions["popsync.db"] = database
+    # Before the blueprints are registered: their rules take the converter when they are added.
+    app.url_map.converters["int"] = RowIdConverter
 
     @app.teardown_appcontext
     def close_request_session(_exc: BaseException | None) -> None:

@@ -44,6 +44,15 @@ from app.pulls import pull_json
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
 
+@bp.after_request
+def _api_headers(response: Any) -> Any:
+    """The API's answers carry personal data: never cached (a route may say otherwise), never sniffed."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.endpoint != "admin_api.openapi_description":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def contact_json(contact: Contact) -> dict[str, Any]:
     return {
         "id": contact.id,
@@ -403,4 +412,5 @@ from app.admin import embed as _embed  # noqa: E402, F401 - /api/v1/storefront-e
 from app.admin import forms as _forms  # noqa: E402, F401 - /api/v1/forms
 from app.admin import imports as _imports  # noqa: E402, F401 - /api/v1/imports, /api/v1/contacts/export.csv
 from app.admin import segments as _segments  # noqa: E402, F401 - /api/v1/segments
+from app.admin import shop_status as _shop_status  # noqa: E402, F401 - /api/v1/shop
 from app.admin import tracking as _tracking  # noqa: E402, F401 - /api/v1/tracking-links

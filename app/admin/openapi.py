@@ -128,6 +128,20 @@ SCHEMAS: dict[str, Any] = {
             },
         },
         "additionalProperties": True,
+        "examples": [
+            {
+                "shop": "demo.myshopify.com",
+                "email": "ann@example.com",
+                "phone": "+14155552671",
+                "first_name": "Ann",
+                "last_name": "Lee",
+                "birthday": "1990-04-01",
+                "gender": "female",
+                "country": "US",
+                "email_consent": True,
+                "sms_consent": False,
+            }
+        ],
     },
     "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
     "CustomerPull": {
@@ -180,6 +194,11 @@ def build_description(app_url: str) -> dict[str, Any]:
                     "bearerFormat": "JWT",
                     "description": "a Shopify App Bridge session token",
                 },
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the METRICS_TOKEN setting (GET /metrics only)",
+                },
             },
         },
         "paths": {
@@ -220,6 +239,7 @@ def build_description(app_url: str) -> dict[str, Any]:
                             },
                         ),
                         "401": UNAUTHORIZED,
+                        "404": _error("segment is not one of the shop's segments"),
                         "422": FIELD_ERRORS,
                     },
                 }
@@ -333,9 +353,45 @@ def build_description(app_url: str) -> dict[str, Any]:
                         "202": _json("queued", pull_ref),
                         "401": UNAUTHORIZED,
                         "409": _error("a pull of this shop is already under way"),
-                        "422": _error("kind is not backfill or reconcile"),
+                        "422": {**FIELD_ERRORS, "description": "kind is not backfill or reconcile"},
                     },
                 },
+            },
+            "/api/v1/shop": {
+                "get": {
+                    **ADMIN,
+                    "summary": "The authenticated shop, and whether popsync must be authorised again",
+                    "responses": {
+                        "200": _json(
+                            "the shop (never a token); needs_reauth is true after the platform refused the "
+                            "token and it could not be refreshed: platform writes wait until a new token is "
+                            "stored (reauthorize_url, detail)",
+                            {
+                                "type": "object",
+                                "required": [
+                                    "id",
+                                    "platform",
+                                    "domain",
+                                    "installed",
+                                    "needs_reauth",
+                                    "reauthorize_url",
+                                    "detail",
+                                ],
+                                "properties": {
+                                    "id": {"type": "integer"},
+                                    "platform": {"enum": ["shopify", "shopline"]},
+                                    "domain": {"type": "string"},
+                                    "installed": {"type": "boolean"},
+                                    "has_token": {"type": "boolean"},
+                                    "needs_reauth": {"type": "boolean"},
+                                    "reauthorize_url": {"type": ["string", "null"], "format": "uri"},
+                                    "detail": {"type": "string"},
+                                },
+                            },
+                        ),
+                        "401": UNAUTHORIZED,
+                    },
+                }
             },
             "/api/v1/storefront-embed": {
                 "get": {
@@ -418,6 +474,20 @@ def build_description(app_url: str) -> dict[str, Any]:
                     "responses": {
                         "200": _json("ready", {"$ref": "#/components/schemas/Ok"}),
                         "503": _error("the database does not answer"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (docs/deploy.md); off unless METRICS_TOKEN is set",
+                    "security": [{"metricsToken": []}],
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _error("a missing or wrong METRICS_TOKEN"),
+                        "404": _error("metrics are off: METRICS_TOKEN is not set"),
                     },
                 }
             },
@@ -520,6 +590,7 @@ FORM_SCHEMAS: dict[str, Any] = {
         "description": "POST needs name; PATCH changes only the fields given (a template change without "
         "fields takes that template's default fields)",
         "properties": {**_FORM_PROPERTIES, "active": {"type": "boolean"}},
+        "examples": [{"name": "Newsletter", "template": "newsletter", "active": True}],
     },
     "Country": {
         "type": "object",
@@ -540,6 +611,14 @@ _FORM_REF = {"$ref": "#/components/schemas/Form"}
 _FORM_INPUT = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FormInput"}}},
+}
+_NEW_FORM_INPUT = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"allOf": [{"$ref": "#/components/schemas/FormInput"}, {"required": ["name"]}]}
+        }
+    },
 }
 _SUBMISSION_BODY = {
     "required": True,
@@ -577,7 +656,7 @@ def form_paths() -> dict[str, Any]:
             "post": {
                 **ADMIN,
                 "summary": "Create a popup form",
-                "requestBody": _FORM_INPUT,
+                "requestBody": _NEW_FORM_INPUT,
                 "responses": {
                     "201": _json("the new form", _FORM_REF),
                     "400": _error("the body is not a JSON object"),
@@ -686,7 +765,10 @@ def form_paths() -> dict[str, Any]:
             "options": {
                 "summary": "CORS preflight",
                 "parameters": [ID_PARAMETER],
-                "responses": {"204": {"description": "allowed or not"}},
+                "responses": {
+                    "204": {"description": "allowed or not"},
+                    "404": _error("the id is not a number"),
+                },
             },
         },
         "/proxy/submissions": {
@@ -721,7 +803,12 @@ _RECIPIENT_PROPERTIES: dict[str, Any] = {
     },
     "first_name": {"type": "string", "description": "fills the contact's first name only when empty"},
     "last_name": {"type": "string", "description": "fills the contact's last name only when empty"},
-    "message_id": {"type": "string", "maxLength": 255, "description": "opens sync once per message"},
+    "message_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "description": "opens sync once per message",
+    },
     "url": {"type": "string", "format": "uri", "description": "http(s): where the click link leads"},
 }
 TRACKING_SCHEMAS: dict[str, Any] = {
@@ -729,6 +816,19 @@ TRACKING_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["channel", "message_id"],
         "properties": _RECIPIENT_PROPERTIES,
+        "examples": [
+            {
+                "channel": "email",
+                "email": "ann@example.com",
+                "first_name": "Ann",
+                "message_id": "2026-12-newsletter",
+                "url": "https://demo.myshopify.com/collections/sale",
+            }
+        ],
+        # The channel's own identifier is required: the email for email, the phone for SMS.
+        "if": {"properties": {"channel": {"const": "sms"}}},
+        "then": {"required": ["phone"]},
+        "else": {"required": ["email"]},
     },
     "TrackingLinks": {
         "type": "object",
@@ -818,7 +918,11 @@ def tracking_paths() -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["file"],
                                 "properties": {
-                                    "file": {"type": "string", "contentMediaType": "text/csv"},
+                                    "file": {
+                                        "type": "string",
+                                        "format": "binary",
+                                        "contentMediaType": "text/csv",
+                                    },
                                     "message_id": {"type": "string"},
                                     "url": {"type": "string"},
                                 },
@@ -943,6 +1047,7 @@ CONTACT_EDIT_SCHEMAS: dict[str, Any] = {
                 "description": "the whole list; no commas",
             },
         },
+        "examples": [{"first_name": "Ann", "country": "US", "email_consent": "subscribed", "tags": ["vip"]}],
         "additionalProperties": True,
     },
     "SegmentCondition": {
@@ -1002,6 +1107,9 @@ CONTACT_EDIT_SCHEMAS: dict[str, Any] = {
                 "items": {"$ref": "#/components/schemas/SegmentCondition"},
             },
         },
+        "examples": [
+            {"name": "VIPs", "match": "all", "conditions": [{"field": "tag", "op": "has", "value": "vip"}]}
+        ],
     },
 }
 
@@ -1091,6 +1199,9 @@ def contact_paths() -> dict[str, Any]:
 def segment_paths() -> dict[str, Any]:
     segment_ref = {"$ref": "#/components/schemas/Segment"}
     segment_input = _body_of({"$ref": "#/components/schemas/SegmentInput"})
+    new_segment_input = _body_of(
+        {"allOf": [{"$ref": "#/components/schemas/SegmentInput"}, {"required": ["name"]}]}
+    )
     return {
         "/api/v1/segments": {
             "get": {
@@ -1111,7 +1222,7 @@ def segment_paths() -> dict[str, Any]:
             "post": {
                 **ADMIN,
                 "summary": "Create a segment",
-                "requestBody": segment_input,
+                "requestBody": new_segment_input,
                 "responses": {
                     "201": _json("the new segment", segment_ref),
                     "400": _error("the body is not a JSON object"),

@@ -90,6 +90,13 @@ STANDALONE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+# Embedded pages: App Bridge (cdn.shopify.com) adds scripts and styles of its own, so styles stay open, but
+# no script runs unless it is a file of popsync's or Shopify's (no inline script, no eval), and only the
+# shop's own admin may frame the page.
+EMBEDDED_CSP = (
+    "script-src 'self' https://cdn.shopify.com; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors https://{shop} https://admin.shopify.com"
+)
 NAV = (
     ("dashboard", "Dashboard", "/admin"),
     ("contacts", "Contacts", "/admin/contacts"),
@@ -186,12 +193,21 @@ def render_page(template: str, page: str, title: str, **context: Any) -> Respons
     response = Response(html, 200, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "same-origin"
+    # Set here too: the app home (app.auth.shopify) renders this page outside this blueprint.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     if mode.embedded:
-        response.headers["Content-Security-Policy"] = (
-            f"frame-ancestors https://{shop.domain} https://admin.shopify.com;"
-        )
+        response.headers["Content-Security-Policy"] = EMBEDDED_CSP.format(shop=shop.domain)
     else:
         response.headers["Content-Security-Policy"] = STANDALONE_CSP
+    return response
+
+
+@bp.after_request
+def _page_headers(response: Response) -> Response:
+    """Every admin page answer, error pages included: never sniffed into another type, and the address
+    (which may carry an ``id_token``) never sent on to another origin."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
 
 

@@ -19,6 +19,8 @@ from flask import request
 from app.admin.api import bp
 from app.auth.admin import require_shop
 from app.config import current_settings
+from app.contacts.csvio import neutralise
+from app.contacts.csvio import unneutralise
 from app.contacts.normalize import ValidationError
 from app.db import utcnow
 from app.tracking.links import MAX_RECIPIENTS
@@ -29,7 +31,6 @@ CSV_COLUMNS = ("email", "phone", "first_name", "last_name", "message_id", "url",
 URL_COLUMNS = ("open_url", "click_url", "unsubscribe_url")
 CSV_MAX_BYTES = 20 * 1024 * 1024
 CSV_MAX_ROWS = 100_000
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _invalid(errors: dict[str, str]) -> Any:
@@ -113,7 +114,7 @@ def create_tracking_links_csv() -> Any:
     errors: dict[str, str] = {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([_safe(cell) for cell in [*header, *URL_COLUMNS]])
+    writer.writerow([neutralise(cell) for cell in [*header, *URL_COLUMNS]])
     line = 1
     for row in rows[1:]:
         line += 1
@@ -122,7 +123,7 @@ def create_tracking_links_csv() -> Any:
         values: dict[str, Any] = {}
         for name in CSV_COLUMNS:
             cell = row[columns[name]] if name in columns and columns[name] < len(row) else ""
-            values[name] = _unprotect(cell).strip() or defaults.get(name) or None
+            values[name] = unneutralise(cell).strip() or defaults.get(name) or None
         if not values["channel"]:
             values["channel"] = "email" if values["email"] else "sms"
         try:
@@ -135,7 +136,9 @@ def create_tracking_links_csv() -> Any:
             continue
         urls = link_urls(keyring, app_url, link)
         padded = [*row, *[""] * (len(header) - len(row))]
-        writer.writerow([_safe(cell) for cell in [*padded, *(urls.get(name, "") for name in URL_COLUMNS)]])
+        writer.writerow(
+            [neutralise(cell) for cell in [*padded, *(urls.get(name, "") for name in URL_COLUMNS)]]
+        )
     if errors:
         return _invalid(errors)
     return Response(
@@ -147,13 +150,3 @@ def create_tracking_links_csv() -> Any:
             "Cache-Control": "no-store",
         },
     )
-
-
-def _safe(cell: str) -> str:
-    """A spreadsheet must not run a cell as a formula (the export's rule, CONTRACT.md)."""
-    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
-
-
-def _unprotect(cell: str) -> str:
-    """A cell this app (or the export) protected reads back as it was."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS) else cell

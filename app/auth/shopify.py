@@ -227,7 +227,11 @@ def app_home() -> Any:
     if response is None:
         page = render_template_string(HOME_PAGE, api_key=settings.shopify_api_key, domain=domain)
         response = Response(page, 200, mimetype="text/html")
-    response.headers.update(result.response.headers)  # frame-ancestors CSP and App Bridge preloads
+    # App Bridge's preloads, and shopifyapp's frame-ancestors CSP unless the page set a stricter one of its
+    # own (the dashboard's, app.admin.pages.EMBEDDED_CSP, has the same frame-ancestors).
+    for name, value in result.response.headers.items():
+        if name.lower() != "content-security-policy" or "Content-Security-Policy" not in response.headers:
+            response.headers[name] = value
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -246,7 +250,7 @@ def patch_id_token() -> Any:
         return _plain(400, "shop must be a name.myshopify.com domain")
     reload_path = request.args.get("shopify-reload", "")
     # Only a path of this app: App Bridge navigates there, so anything else would be an open redirect.
-    if not reload_path.startswith("/") or reload_path.startswith(("//", "/\\")):
+    if not is_local_path(reload_path):
         return _plain(400, "shopify-reload must be a path of this app")
     result = shopify.app_home_patch_id_token(_request_input())
     response = _sdk_response(result.response.status, result.response.body, result.response.headers)
@@ -334,6 +338,15 @@ def callback() -> Any:
 
 
 # --- helpers --------------------------------------------------------------------------------------------
+
+
+def is_local_path(value: str) -> bool:
+    r"""Whether a browser told to go to ``value`` stays on this app's origin: one leading slash, and no
+    backslash or control character (browsers drop tabs and line breaks and read ``\`` as ``/``, so
+    ``/<tab>/evil.com`` and ``/\evil.com`` are ``//evil.com``, another origin)."""
+    if any(char == "\\" or ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        return False
+    return value.startswith("/") and not value.startswith("//")
 
 
 def save_grant(domain: str, grant: ShopifyGrant) -> int:

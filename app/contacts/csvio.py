@@ -115,15 +115,26 @@ class Layout:
 # --- neutralising formulas -----------------------------------------------------------------------------
 
 
+def formula_like(value: str) -> bool:
+    """Whether a spreadsheet may read the cell as a formula: it starts with one of ``FORMULA_STARTS``, also
+    behind leading spaces (some spreadsheets trim them on import)."""
+    return value.startswith(FORMULA_STARTS) or (
+        value[:1] in _LEADING_BLANKS and value.lstrip(" \u00a0").startswith(FORMULA_STARTS)
+    )
+
+
+_LEADING_BLANKS = (" ", "\u00a0")
+
+
 def neutralise(value: str) -> str:
     """A cell a spreadsheet would run as a formula gets a leading ``'`` (OWASP's CSV injection advice)."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "'" + value if formula_like(value) else value
 
 
 def unneutralise(value: str) -> str:
     """Undo ``neutralise``: only a ``'`` in front of a formula-like start is ours (a name like ``'t Hooft``
     keeps its apostrophe)."""
-    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+    if value.startswith("'") and formula_like(value[1:]):
         return value[1:]
     return value
 
@@ -170,9 +181,11 @@ def open_text(path: str) -> IO[str]:
 def read_layout(stream: IO[str]) -> Layout:
     """Read the header line of ``stream`` and return the file's layout (leaves ``stream`` after it)."""
     try:
-        header_line = stream.readline(1024 * 1024)
+        header_line = stream.readline(MAX_LINE_CHARS + 1)
     except UnicodeDecodeError:
         raise FileRefused("must be UTF-8 text (save it as \u201cCSV UTF-8\u201d)") from None
+    if len(header_line) > MAX_LINE_CHARS:
+        raise FileRefused(f"is not CSV text: its header row is over {MAX_LINE_CHARS // 1024} KB")
     if not header_line.strip():
         raise FileRefused("is empty: the first line must be a header row")
     if "\x00" in header_line:
@@ -190,7 +203,7 @@ def records(stream: IO[str], layout: Layout) -> Iterator[tuple[int, list[str]]]:
 
     A record whose quoted cell holds a newline is one spreadsheet row; an empty line is a row of its own
     that carries nothing and is left out."""
-    reader = csv.reader(stream, delimiter=layout.delimiter)
+    reader = csv.reader(_bounded_lines(stream), delimiter=layout.delimiter)
     row = 1
     try:
         for cells in reader:
@@ -202,6 +215,24 @@ def records(stream: IO[str], layout: Layout) -> Iterator[tuple[int, list[str]]]:
         raise FileRefused(f"must be UTF-8 text (row {row + 1} is not)") from None
     except csv.Error as error:
         raise FileRefused(f"is not CSV text (row {row + 1}: {error})") from None
+    except _LineTooLong:
+        raise FileRefused(f"is not CSV text: row {row + 1} is over {MAX_LINE_CHARS // 1024} KB") from None
+
+
+# The longest line a file may have: csv's own limit on one cell. A longer line (or a line of that many
+# separators, read as that many cells) would otherwise be held in memory whole, however large.
+MAX_LINE_CHARS = 128 * 1024
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def _bounded_lines(stream: IO[str]) -> Iterator[str]:
+    while line := stream.readline(MAX_LINE_CHARS + 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise _LineTooLong
+        yield line
 
 
 def count_rows(path: str) -> tuple[Layout, int]:
@@ -397,7 +428,7 @@ def _csv_chunks(rows: Iterable[Sequence[str]]) -> Iterator[str]:
 def _text_cell(value: str | None) -> str:
     if value is None:
         return ""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "'" + value if formula_like(value) else value
 
 
 def _row_cells(row: Sequence[Any]) -> tuple[str, ...]:

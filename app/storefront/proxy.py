@@ -78,8 +78,10 @@ def verify_proxy_query(
         raise ProxySignatureError("the Shopify app secret is not configured")
     message = proxy_message(pairs).encode()
     expected = [hmac.new(s.encode(), message, hashlib.sha256).hexdigest() for s in secrets if s]
-    # Compare with every secret, always: the time taken says nothing about which one nearly matched.
-    matches = [hmac.compare_digest(candidate, signature.strip().lower()) for candidate in expected]
+    # Compare with every secret, always: the time taken says nothing about which one nearly matched. As
+    # bytes: compare_digest refuses str with non-ASCII characters, and a query may hold any.
+    given = signature.strip().lower().encode("utf-8", "replace")
+    matches = [hmac.compare_digest(candidate.encode(), given) for candidate in expected]
     if not any(matches):
         raise ProxySignatureError("bad signature")
     try:

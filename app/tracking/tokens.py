@@ -40,6 +40,8 @@ URL_MAX_LENGTH = 2048
 # Opens and clicks of links older than this are not recorded (a message that old says nothing about the
 # recipient today); the click still redirects and the unsubscribe link works whatever its age.
 MAX_AGE = timedelta(days=400)
+_MAX_ROW_ID = 2**63 - 1
+_MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second ``datetime`` holds
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f\\]")
 
 
@@ -151,6 +153,10 @@ def _decode(payload: bytes) -> TrackingLink:
     position = 1
     shop_id, position = _get_varint(payload, position)
     issued, position = _get_varint(payload, position)
+    # popsync never seals these, but a varint may hold up to 70 bits: past a 64-bit row id or the year
+    # 9999 the database or ``datetime`` would raise something else than ValueError further on.
+    if shop_id > _MAX_ROW_ID or issued > _MAX_TIMESTAMP:
+        raise ValueError("out of range")
     channel = CHANNELS[payload[position]]
     position += 1
     texts: list[str | None] = []

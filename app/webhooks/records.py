@@ -24,6 +24,44 @@ from app.webhooks.handlers import is_uninstall
 WEBHOOK_PRIORITY = 10
 
 
+# Both platforms sign only the body: the topic, shop and delivery-id headers could be swapped on a captured
+# body. Topics that destroy something must therefore find their shop in the signed body, and no body may
+# name another shop than the header does. (A customer body names no shop, so it cannot be recognised when
+# replayed for another shop; it can only ever be mirrored, never erase or uninstall anything.)
+_SHOP_FIELDS = {"shopify": ("shop_domain", "myshopify_domain"), "shopline": ("shop_domain", "store_domain")}
+_MUST_NAME_THE_SHOP = {
+    "shopify": {"shop/redact", "customers/redact", "app/uninstalled"},
+    "shopline": {"merchants/redact", "customers/redact", "apps/installed_uninstalled"},
+}
+
+
+def _named_shops(platform: str, topic: str, payload: dict[str, Any]) -> set[str]:
+    """The shop domains the signed body names (lower-case), in the fields each platform uses."""
+    named = {payload[key] for key in _SHOP_FIELDS.get(platform, ()) if isinstance(payload.get(key), str)}
+    if platform == "shopify" and topic == "app/uninstalled" and isinstance(payload.get("domain"), str):
+        named.add(payload["domain"])  # the shop object's primary domain: the myshopify one on a new shop
+    if platform == "shopline" and isinstance(payload.get("handle"), str):
+        named.add(f"{payload['handle']}.myshopline.com")
+    return {name.strip().lower() for name in named}
+
+
+def unsigned_headers_problem(platform: str, topic: str, domain: str, payload: dict[str, Any]) -> str | None:
+    """Why the unsigned headers do not fit the signed body (another shop named, or a destructive topic
+    whose body names no shop: a body replayed under another topic), or None."""
+    named = _named_shops(platform, topic, payload)
+    canonical = domain.strip().lower()
+    if platform == "shopify" and topic == "app/uninstalled":
+        # The primary domain may be a custom one: the body needs to name this shop once, not only.
+        if canonical not in named:
+            return "the webhook's body does not name the shop in its header"
+        return None
+    if named - {canonical}:
+        return "the webhook's body names another shop than its header"
+    if topic in _MUST_NAME_THE_SHOP.get(platform, set()) and not named:
+        return f"a {topic} webhook's body must name its shop"
+    return None
+
+
 def record_delivery(
     db: Database, platform: str, webhook_id: str, topic: str, domain: str, payload: dict[str, Any]
 ) -> str:

@@ -20,6 +20,7 @@ from app.config import current_settings
 from app.db import get_database
 from app.platforms.shopline_signing import verify_webhook as verify_shopline_signature
 from app.webhooks.records import record_delivery
+from app.webhooks.records import unsigned_headers_problem
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger("popsync.webhooks")
@@ -33,7 +34,8 @@ def _shopify_signature_ok(body: bytes, header: str) -> bool:
         if not secret:
             continue
         expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-        if hmac.compare_digest(expected, header.strip()):
+        # As bytes: compare_digest refuses str with non-ASCII characters, and a header may hold some.
+        if hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace")):
             return True
     return False
 
@@ -65,6 +67,8 @@ def shopify_webhook() -> Any:
     topic = request.headers.get("X-Shopify-Topic", "")
     webhook_id = request.headers.get("X-Shopify-Webhook-Id") or request.headers.get("X-Shopify-Event-Id", "")
     domain = request.headers.get("X-Shopify-Shop-Domain", "")
+    if problem := unsigned_headers_problem("shopify", topic, domain, payload):
+        return _refuse(401, problem)
     outcome = record_delivery(get_database(), "shopify", webhook_id, topic, domain, payload)
     return jsonify({"ok": True, "outcome": outcome})
 
@@ -84,5 +88,7 @@ def shopline_webhook() -> Any:
     topic = request.headers.get("X-Shopline-Topic", "")
     webhook_id = request.headers.get("X-Shopline-Webhook-Id", "")
     domain = request.headers.get("X-Shopline-Shop-Domain", "")
+    if problem := unsigned_headers_problem("shopline", topic, domain, payload):
+        return _refuse(401, problem)
     outcome = record_delivery(get_database(), "shopline", webhook_id, topic, domain, payload)
     return jsonify({"ok": True, "outcome": outcome})

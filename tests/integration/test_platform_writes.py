@@ -224,7 +224,10 @@ def test_two_workers_never_push_the_same_row(fresh_database: sa.Engine, devstore
     app = make_app(fresh_database, devstore)
     shops = add_shops(app)
     seed_contacts(app, shops["shopify"], 400)
-    claimed: list[list[int]] = [[], []]
+    # Each worker's claims as (row id, start, end). A row may pass from one worker to the other between
+    # attempts (a throttled write goes back to pending and whoever claims next runs it), never while one
+    # of them holds it.
+    claimed: list[list[tuple[int, float, float]]] = [[], []]
 
     class Recording(Worker):
         def __init__(self, index: int) -> None:
@@ -235,13 +238,22 @@ def test_two_workers_never_push_the_same_row(fresh_database: sa.Engine, devstore
             self.index = index
 
         def process(self, claim: Claim) -> None:
-            claimed[self.index].append(claim.id)
-            super().process(claim)
+            started = time.monotonic()
+            try:
+                super().process(claim)
+            finally:
+                claimed[self.index].append((claim.id, started, time.monotonic()))
 
     drain_in_parallel([Recording(0), Recording(1)], timeout=300)
     assert claimed[0]
     assert claimed[1]
-    assert not set(claimed[0]) & set(claimed[1])
+    held_at_once = [
+        (row, first, second)
+        for row, *first in claimed[0]
+        for other, *second in claimed[1]
+        if row == other and first[0] < second[1] and second[0] < first[1]
+    ]
+    assert held_at_once == []
     assert_each_contact_once(app, devstore.store, "shopify", shops["shopify"], 400)
 
 
