@@ -15,13 +15,17 @@ is never held in memory or in the database.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -32,9 +36,13 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from app.contacts import csvio
+from app.contacts.import_rows import ParsedRow
+from app.contacts.import_rows import parsed_ahead
+from app.contacts.import_rows import parsed_batches
 from app.contacts.rules import Action
 from app.contacts.rules import Collected
 from app.contacts.service import ContactService
+from app.contacts.service import OpenBatch
 from app.contacts.service import SyncResult
 from app.db import Database
 from app.db import utcnow
@@ -50,6 +58,9 @@ from app.models import Shop
 log = logging.getLogger("popsync.imports")
 
 BATCH_SIZE = 1000
+# Files with at least this many rows left are parsed by a process of their own (app/contacts/import_rows.py);
+# below it, starting that process (~0.1 s, more the first time) would cost more than it saves.
+PARSE_AHEAD_FROM_ROWS = 20_000
 STEP_SECONDS = 20.0  # a worker step's length; well inside the worker's lease (300 s by default)
 MAX_ERRORS_LISTED = 100  # in the import's JSON; the report lists every row
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
@@ -137,6 +148,103 @@ class _Progress:
     errors: int = 0
 
 
+@dataclass
+class _Job:
+    """What every batch of one step of an import needs to know."""
+
+    import_id: int
+    shop_id: int
+    region: str | None
+    write_platform: bool
+    on_batch: Callable[[int], None] | None
+
+
+class _Sequential:
+    """Each batch decided, written and committed before the next is read."""
+
+    def __init__(self, runner: ImportRunner) -> None:
+        self.runner = runner
+
+    def submit(self, job: _Job, batch: list[ParsedRow]) -> bool:
+        if not self.runner._commit_batch(job, batch):
+            return False
+        if job.on_batch is not None:
+            job.on_batch(len(batch))
+        return True
+
+    def finish(self) -> bool:
+        return True
+
+
+class _Pipelined:
+    """Batch N's commit (its COPYs, progress and COMMIT) on the executor's thread while the caller's thread
+    decides batch N+1 in a second transaction. The sync service's locks keep the two apart: batch N+1 waits
+    for batch N's identifier and row locks wherever they share an identifier or a contact, and its progress
+    waits for batch N's lock on the import's row, so batches commit in file order. Batch N never waits for
+    batch N+1 (it took every lock it needs before N+1 began). When batch N fails, batch N+1, decided against
+    a state that never committed, is rolled back first and done again after it."""
+
+    def __init__(self, runner: ImportRunner, executor: ThreadPoolExecutor) -> None:
+        self.runner = runner
+        self.executor = executor
+        self.pending: tuple[_Job, list[ParsedRow], Future[list[SyncResult]]] | None = None
+
+    def submit(self, job: _Job, batch: list[ParsedRow]) -> bool:
+        valid, record_progress = self.runner._prepare(job, batch)
+        opened = None
+        if valid:
+            with contextlib.suppress(StatementError):  # rolled back; done again below, one row at a time
+                opened = self.runner._open(job, valid)
+        outcome = self._wait(rolling_back=opened)
+        if outcome is _Outcome.STOPPED:
+            return False
+        if opened is None or outcome is _Outcome.RETRIED:
+            return _Sequential(self.runner).submit(job, batch)
+        self.pending = (job, batch, self.executor.submit(opened.commit, record_progress))
+        return True
+
+    def finish(self) -> bool:
+        return self._wait() is not _Outcome.STOPPED
+
+    def _wait(self, rolling_back: OpenBatch | None = None) -> _Outcome:
+        """Wait for the batch being committed. If it failed, ``rolling_back`` (the next batch's open
+        transaction, whose locks the retry may need) is rolled back before anything else."""
+        if self.pending is None:
+            return _Outcome.COMMITTED
+        job, batch, future = self.pending
+        self.pending = None
+        try:
+            future.result()
+        except BaseException as error:
+            if rolling_back is not None:
+                rolling_back.rollback()
+            if isinstance(error, _Superseded):
+                return _Outcome.STOPPED
+            if not isinstance(error, StatementError):
+                raise
+            if not self.runner._refused(job, batch, error):
+                return _Outcome.STOPPED
+            outcome = _Outcome.RETRIED
+        else:
+            outcome = _Outcome.COMMITTED
+        if job.on_batch is not None:
+            job.on_batch(len(batch))
+        return outcome
+
+    def abandon(self) -> None:
+        """On the way out after an error: let the batch being committed end, whatever its outcome."""
+        if self.pending is not None:
+            with contextlib.suppress(Exception):
+                self.pending[2].result()
+            self.pending = None
+
+
+class _Outcome(enum.Enum):
+    COMMITTED = "committed"
+    RETRIED = "retried row by row"
+    STOPPED = "stopped: another runner got ahead"
+
+
 class ImportRunner:
     """Pass 2: streams an import's rows through the sync rules, a batch per transaction."""
 
@@ -146,11 +254,13 @@ class ImportRunner:
         contacts: ContactService,
         *,
         batch_size: int = BATCH_SIZE,
+        parse_ahead_from: int = PARSE_AHEAD_FROM_ROWS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.contacts = contacts
         self.batch_size = batch_size
+        self.parse_ahead_from = parse_ahead_from
         self.clock = clock
 
     def run(self, import_id: int, on_batch: Callable[[int], None] | None = None) -> None:
@@ -177,40 +287,69 @@ class ImportRunner:
                 record.started_at = self.clock()
             region = shop.region if shop else None
             shop_id, path, write_platform = record.shop_id, record.path, record.write_platform
-            done_rows = record.processed
+            done_rows, total = record.processed, record.total
         if not path or not os.path.exists(path):
             self._fail(import_id, "the uploaded file is no longer there; upload it again")
             return True
+        job = _Job(import_id, shop_id, region, write_platform, on_batch)
+        today = self.clock().date()
         try:
-            with csvio.open_text(path) as stream:
-                layout = csvio.read_layout(stream)
-                for batch in _batches(csvio.records(stream, layout), done_rows, self.batch_size):
-                    if not self._commit_batch(import_id, shop_id, region, layout, batch, write_platform):
+            with (
+                self._parsed(path, total - done_rows, done_rows, region, today) as batches,
+                self._committer() as committer,
+            ):
+                for batch in batches:
+                    if not committer.submit(job, batch):
                         return False  # another runner got ahead: the job runs again and resumes
-                    if on_batch is not None:
-                        on_batch(len(batch))
                     if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                        committer.finish()
                         return False
+                if not committer.finish():
+                    return False
         except csvio.FileRefused as error:
             self._fail(import_id, f"the file changed and can no longer be read: {error.message}")
             return True
         self._finish(import_id, path)
         return True
 
-    def _commit_batch(
-        self,
-        import_id: int,
-        shop_id: int,
-        region: str | None,
-        layout: csvio.Layout,
-        batch: list[tuple[int, list[str]]],
-        write_platform: bool,
-    ) -> bool:
-        today = self.clock().date()
-        parsed = [(row, csvio.parse_row(cells, layout, region, today)) for row, cells in batch]
+    def _parsed(
+        self, path: str, remaining: int, done_rows: int, region: str | None, today: date
+    ) -> contextlib.AbstractContextManager[Iterator[list[ParsedRow]]]:
+        """The rows left, parsed: by a process of their own when there are many (it then runs on the
+        other core, a batch ahead), else here."""
+        if remaining >= self.parse_ahead_from:
+            return parsed_ahead(path, done_rows, self.batch_size, region, today)
+        return contextlib.nullcontext(parsed_batches(path, done_rows, self.batch_size, region, today))
+
+    @contextlib.contextmanager
+    def _committer(self) -> Iterator[_Sequential | _Pipelined]:
+        """PostgreSQL with a connection per transaction: batch N commits on a thread of its own while batch
+        N+1 is read, locked and decided (Python's share and the database's then overlap on two cores).
+        Otherwise (SQLite has one writer at a time; tests bind every session to one connection) one batch
+        after the other."""
+        if not self.db.parallel_transactions:
+            yield _Sequential(self)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-commit") as executor:
+            committer = _Pipelined(self, executor)
+            try:
+                yield committer
+            finally:
+                committer.abandon()
+
+    def _prepare(
+        self, job: _Job, parsed: list[ParsedRow]
+    ) -> tuple[list[tuple[int, Collected]], Callable[[Session, list[SyncResult]], None]]:
+        """A batch's valid rows, and the progress writer for its transaction."""
         valid = [(row, item) for row, item in parsed if isinstance(item, Collected)]
+        postgres = self.db.dialect == "postgresql"
 
         def record_progress(session: Session, results: list[SyncResult]) -> None:
+            if postgres:
+                # A batch is worth a WAL flush only once: progress commits with the batch, so a database
+                # crash loses at most the last few batches' commits (well under a second) and the import
+                # resumes before them, losing nothing.
+                session.execute(sa.text("SET LOCAL synchronous_commit = off"))
             outcomes = dict(zip([row for row, _ in valid], results, strict=True))
             entries: list[list[Any]] = []
             progress = _Progress()
@@ -222,47 +361,49 @@ class ImportRunner:
                 outcome, message = _outcome(outcomes[row])
                 setattr(progress, outcome, getattr(progress, outcome) + 1)
                 entries.append([row, outcome, message])
-            self._record(session, import_id, batch[0][0], len(batch), progress, entries)
+            self._record(session, job.import_id, parsed[0][0], len(parsed), progress, entries)
 
+        return valid, record_progress
+
+    def _open(self, job: _Job, valid: list[tuple[int, Collected]]) -> OpenBatch:
+        return self.contacts.open_batch(
+            job.shop_id,
+            [item for _, item in valid],
+            source=Source.IMPORT,
+            evidence=[{"import_id": job.import_id, "row": row} for row, _ in valid],
+            write_platform=job.write_platform,
+            lift_suppression=False,
+        )
+
+    def _commit_batch(self, job: _Job, batch: list[ParsedRow]) -> bool:
+        """One batch in one transaction; False when another runner committed it first."""
+        valid, record_progress = self._prepare(job, batch)
         try:
             if valid:
-                self.contacts.sync_batch(
-                    shop_id,
-                    [item for _, item in valid],
-                    source=Source.IMPORT,
-                    evidence=[{"import_id": import_id, "row": row} for row, _ in valid],
-                    write_platform=write_platform,
-                    lift_suppression=False,
-                    before_commit=record_progress,
-                )
+                self._open(job, valid).commit(record_progress)
             else:
                 with self.db.write_transaction() as session:
                     record_progress(session, [])
         except _Superseded:
             return False
         except StatementError as error:
-            # A value the database refused despite the checks: find the row by syncing one at a time, so
-            # one row never stops the import.
-            log.warning(
-                "import %s: batch at row %s refused (%s); retrying row by row", import_id, batch[0][0], error
-            )
-            return self._commit_rows(import_id, shop_id, region, layout, batch, write_platform)
+            return self._refused(job, batch, error)
         return True
 
+    def _refused(self, job: _Job, batch: list[ParsedRow], error: StatementError) -> bool:
+        # A value the database refused despite the checks: find the row by syncing one at a time, so
+        # one row never stops the import.
+        log.warning(
+            "import %s: batch at row %s refused (%s); retrying row by row", job.import_id, batch[0][0], error
+        )
+        return self._commit_rows(job.import_id, job.shop_id, batch, job.write_platform)
+
     def _commit_rows(
-        self,
-        import_id: int,
-        shop_id: int,
-        region: str | None,
-        layout: csvio.Layout,
-        batch: list[tuple[int, list[str]]],
-        write_platform: bool,
+        self, import_id: int, shop_id: int, batch: list[ParsedRow], write_platform: bool
     ) -> bool:
-        for row, cells in batch:
+        for row, parsed in batch:
             try:
-                if not self._commit_batch_strict(
-                    import_id, shop_id, region, layout, (row, cells), write_platform
-                ):
+                if not self._commit_batch_strict(import_id, shop_id, (row, parsed), write_platform):
                     return False
             except StatementError as error:
                 reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
@@ -281,17 +422,10 @@ class ImportRunner:
         return True
 
     def _commit_batch_strict(
-        self,
-        import_id: int,
-        shop_id: int,
-        region: str | None,
-        layout: csvio.Layout,
-        item: tuple[int, list[str]],
-        write_platform: bool,
+        self, import_id: int, shop_id: int, item: ParsedRow, write_platform: bool
     ) -> bool:
         """One row as a batch of its own, letting a database error reach the caller."""
-        row, cells = item
-        parsed = csvio.parse_row(cells, layout, region, self.clock().date())
+        row, parsed = item
         if isinstance(parsed, csvio.RowError):
             with self.db.write_transaction() as session:
                 self._record(session, import_id, row, 1, _Progress(errors=1), [[row, ERROR, parsed.message]])
@@ -374,22 +508,6 @@ def fail_import(db: Database, import_id: int, reason: str, now: datetime) -> Non
     if path:
         with contextlib.suppress(OSError):
             os.unlink(path)
-
-
-def _batches(
-    rows: Iterator[tuple[int, list[str]]], skip: int, size: int
-) -> Iterator[list[tuple[int, list[str]]]]:
-    """Batches of rows after the first ``skip`` (those a committed batch already holds)."""
-    batch: list[tuple[int, list[str]]] = []
-    for index, item in enumerate(rows):
-        if index < skip:
-            continue
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _outcome(result: SyncResult) -> tuple[str, str]:

@@ -138,17 +138,16 @@ class HitDrain:
         contact_of: dict[tuple[str, str, str], int | None] = {}
         for kind in sorted({hit.key[0] for hit in firsts}):
             group = [hit for hit in firsts if hit.key[0] == kind]
-            # The service's inner step, not sync_batch: the claim above and the sync commit together, so
+            # In this transaction, not sync_batch's own: the claim above and the sync commit together, so
             # a crash between them can neither lose the sync nor let it happen twice.
-            results = self.contacts._sync_records(
+            results = self.contacts.sync_in_transaction(
                 session,
                 shop_id,
                 [_collected(hit.link) for hit in group],
-                Source.CLICK if kind == CLICK else Source.OPEN,
-                [_evidence(hit) for hit in group],
-                True,  # rule 9: an open or a click writes the platform customer
-                None,
-                False,  # rule 11: a tracking link never lifts an erasure
+                source=Source.CLICK if kind == CLICK else Source.OPEN,
+                evidence=[_evidence(hit) for hit in group],
+                write_platform=True,  # rule 9: an open or a click writes the platform customer
+                lift_suppression=False,  # rule 11: a tracking link never lifts an erasure
             )
             for hit, result in zip(group, results, strict=True):
                 contact_of[hit.key] = result.contact_id

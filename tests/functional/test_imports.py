@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from app.contacts.rules import Collected
 from app.contacts.rules import ConsentIntent
 from app.contacts.service import ContactService
+from app.contacts.service import OpenBatch
 from app.db import Database
 from app.enums import OutboxKind
 from app.enums import Source
@@ -289,19 +290,19 @@ def test_a_crash_mid_import_resumes_without_counting_twice(
     assert status(client, auth, import_id)["processed"] == 6
 
     # ...and the next one dies inside the third batch, before it commits.
-    real = ContactService.sync_batch
+    real = OpenBatch.commit
 
-    def die_inside(self: ContactService, *args: Any, **kwargs: Any) -> Any:
+    def die_inside(self: OpenBatch, before_commit: Any) -> Any:
         def broken(session: Any, results: Any) -> None:
-            kwargs["before_commit"](session, results)
+            before_commit(session, results)
             raise SystemExit("killed before commit")
 
-        return real(self, *args, **{**kwargs, "before_commit": broken})
+        return real(self, broken)
 
-    monkeypatch.setattr(ContactService, "sync_batch", die_inside)
+    monkeypatch.setattr(OpenBatch, "commit", die_inside)
     with pytest.raises(SystemExit):
         ImportRunner(db, service, batch_size=3).step(import_id)
-    monkeypatch.setattr(ContactService, "sync_batch", real)
+    monkeypatch.setattr(OpenBatch, "commit", real)
     assert status(client, auth, import_id)["processed"] == 6
     assert len(contacts(db, shop)) == 6
 
