@@ -14,21 +14,26 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
 import resource
 import tempfile
 import time
 import tracemalloc
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import drop_database
+from common import emit_result
+from common import fresh_database
 
 from app import create_app
 from app.admin.imports import export_statement
 from app.cli import upgrade_database
+from app.contacts import import_rows
 from app.contacts.csvio import export_lines
 from app.contacts.queries import export_rows
+from app.db import Database
 from app.db import get_database
 from app.imports import ImportRunner
 from app.imports import start_import
@@ -132,14 +137,33 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 def fresh_database_url(server: str | None, folder: Path) -> str:
     if server:
-        base = sa.make_url(server)
-        name = f"popsync_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        return base.set(database=name).render_as_string(hide_password=False)
+        return fresh_database(server)[0]
     return f"sqlite:///{folder / 'bench.sqlite3'}"
+
+
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_cpu_seconds(db: Database) -> float:
+    """CPU time of the PostgreSQL backends serving this benchmark's database (same machine: /proc), so the
+    figures split into the app's share and the database's whatever else runs on the machine."""
+    if db.dialect != "postgresql":
+        return 0.0
+    with db.engine.connect() as connection:
+        pids = connection.scalars(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).all()
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def rss_mb() -> float:
@@ -196,9 +220,14 @@ def main() -> None:
 
                 profiler = Profiler()
                 profiler.start()
-            started = time.perf_counter()
+            started, app_cpu, db_cpu = time.perf_counter(), cpu_seconds(), server_cpu_seconds(db)
+            parser_cpu = import_rows.parser_cpu.seconds
             runner.run(record.id)
             pass2 = time.perf_counter() - started
+            # Backends that closed during the run are not counted: the pool keeps its connections open. The
+            # parsing process reports its CPU time when it ends (with each step).
+            app_cpu, db_cpu = cpu_seconds() - app_cpu, server_cpu_seconds(db) - db_cpu
+            parser_cpu = import_rows.parser_cpu.seconds - parser_cpu
             if profiler is not None:
                 profiler.stop()
                 print(profiler.output_text(unicode=False, color=False, show_all=False)[:6000])
@@ -213,7 +242,20 @@ def main() -> None:
                 f"import pass 2 (sync rules, batches of {args.batch}): {pass2:.1f} s,"
                 f" {args.rows / pass2:,.0f} rows/s"
             )
+            print(
+                f"  CPU per row: the app {app_cpu / args.rows * 1e6:.0f} us (and its parsing process"
+                f" {parser_cpu / args.rows * 1e6:.0f} us), the database's backends"
+                f" {db_cpu / args.rows * 1e6:.0f} us (wall {pass2 / args.rows * 1e6:.0f} us)"
+            )
             print(f"import overall: {args.rows / (pass1 + pass2):,.0f} rows/s; outcome {tuple(counts)}")
+            figures = {
+                "rows": args.rows,
+                "rows_per_s": round(args.rows / (pass1 + pass2)),
+                "pass2_rows_per_s": round(args.rows / pass2),
+                "app_cpu_us_per_row": round(app_cpu / args.rows * 1e6),
+                "parser_cpu_us_per_row": round(parser_cpu / args.rows * 1e6),
+                "database_cpu_us_per_row": round(db_cpu / args.rows * 1e6),
+            }
             print(f"RSS after import: {rss_mb():.0f} MB")
 
             target = folder / "export.csv"
@@ -244,13 +286,11 @@ def main() -> None:
                     f" peak traced memory {peak / 1e6:.1f} MB"
                 )
             print(f"RSS at the end: {rss_mb():.0f} MB")
+            figures["export_rows_per_s"] = round(exported / seconds)
         db.engine.dispose()
         if args.database:
-            name = sa.make_url(url).database
-            admin = sa.create_engine(sa.make_url(args.database), isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+            drop_database(args.database, str(sa.make_url(url).database))
+    emit_result("import", database=db.dialect, **figures)
 
 
 if __name__ == "__main__":

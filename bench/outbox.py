@@ -2,26 +2,30 @@
 worker uses, and how often it gets throttled anyway.
 
     .venv/bin/python bench/outbox.py [--seconds 120] [--restore-rate 100] [--bucket 2000] [--workers 1]
-                                     [--database postgresql+psycopg://root@127.0.0.1:5432/postgres]
+                                     [--database postgresql+psycopg://root@127.0.0.1:5432/postgres] [--quick]
 
 A fresh database (a new PostgreSQL database on that server, else a temporary SQLite file) gets a backlog
 larger than the run can drain; the workers drain it for ``--seconds`` against the development store over
 real HTTP (one shop, Shopify, standard plan: 100 points/s). Prints pushes/s, points per push, the share of
 the allowed points used (what the bucket held at the start plus what it restored during the run; target
->= 90%) and the share of calls the store refused as throttled (target <= 1%).
+>= 90%) and the share of calls the store refused as throttled (target <= 1%), then ``RESULT {json}``
+(bench/run_all.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import drop_database
+from common import emit_result
+from common import fresh_database
 
 from app import create_app
 from app.cli import upgrade_database
@@ -40,14 +44,9 @@ TOKEN = "shpat_bench"  # noqa: S105 (the development store's token, not a creden
 
 
 def fresh_database_url(server: str | None, folder: Path) -> tuple[str, str | None]:
+    """(URL, the PostgreSQL database's name to drop after) or a SQLite file in ``folder``."""
     if server:
-        base = sa.make_url(server)
-        name = f"popsync_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        return base.set(database=name).render_as_string(hide_password=False), name
+        return fresh_database(server)
     return f"sqlite:///{folder / 'bench.sqlite3'}", None
 
 
@@ -65,9 +64,14 @@ def main() -> None:
         "--backlog", type=int, default=0, help="contacts queued (default: twice what can drain)"
     )
     parser.add_argument("--database", default=None, help="a PostgreSQL server URL (default: SQLite)")
+    parser.add_argument("--quick", action="store_true", help="a 20-second drain (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 20.0
 
     from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per call to the development store
 
     folder = Path(tempfile.mkdtemp(prefix="popsync-bench-"))
     url, created = fresh_database_url(args.database, folder)
@@ -154,9 +158,21 @@ def main() -> None:
     get_database(app).engine.dispose()
     server.shutdown()
     if created and args.database:
-        admin = sa.create_engine(sa.make_url(args.database), isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
+        drop_database(args.database, created)
+    emit_result(
+        "outbox",
+        seconds=round(elapsed, 1),
+        workers=args.workers,
+        database="postgresql" if created else "sqlite",
+        pushes=pushes,
+        pushes_per_s=round(pushes / elapsed, 2),
+        points_spent=round(spent, 1),
+        points_allowed=round(allowed, 1),
+        used_share=round(spent / allowed, 4),
+        calls=calls,
+        throttled=throttled,
+        throttled_share=round(throttled / max(calls, 1), 4),
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,13 @@ trace, and reads from the trace every main-thread slice that runs popup.js (its 
 its callbacks: the idle-time forms fetch, the trigger's timer) until the popup's trigger fires. Also the
 page's cumulative layout shift until then. Each figure is the worst of ``--runs`` page loads.
 
-    .venv/bin/python bench/popup_load.py [--runs 10] [--cpu-slowdown 4]
+The reference, measured in the same run: the same page with ``popup.js`` blocked (the page without the
+popup), its main-thread task and script time over the same time as the load with the popup (Chromium's
+``Performance.getMetrics``: TaskDuration, ScriptDuration; the popup's load adds its slices above plus the
+dialog it builds) and its layout shift. Also the shipped script's gzipped size (level 9, as
+tests/unit/test_storefront_bundle.py checks it). Prints ``RESULT {json}`` last (bench/run_all.py).
+
+    .venv/bin/python bench/popup_load.py [--runs 10] [--cpu-slowdown 4] [--quick]
 
 ``--cpu-slowdown`` throttles the CPU as DevTools does (4 is Lighthouse's mobile setting).
 """
@@ -15,20 +21,24 @@ page's cumulative layout shift until then. Each figure is the worst of ``--runs`
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import logging
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from common import emit_result  # noqa: E402
+from common import free_port  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from app.demo import build_demo  # noqa: E402
-from tests.browser.conftest import free_port  # noqa: E402
 
 SCRIPT_EVENTS = {
     "EvaluateScript",
@@ -73,16 +83,63 @@ def popup_slices(trace: dict[str, Any]) -> list[tuple[str, float, float]]:
     return found
 
 
+def page_metrics(cdp: Any) -> dict[str, float]:
+    """The page's own cumulative main-thread figures from Chromium (CDP ``Performance.getMetrics``): task
+    and script time in ms. Scoped to the page's renderer, unlike a trace, which also holds other ones."""
+    metrics = {item["name"]: item["value"] for item in cdp.send("Performance.getMetrics")["metrics"]}
+    return {
+        "task_ms": metrics.get("TaskDuration", 0.0) * 1000,
+        "script_ms": metrics.get("ScriptDuration", 0.0) * 1000,
+    }
+
+
+def script_size() -> tuple[int, int]:
+    """The shipped popup.js: (bytes, bytes gzipped at level 9)."""
+    shipped = (REPO / "app" / "storefront" / "static" / "popup.js").read_bytes()
+    return len(shipped), len(gzip.compress(shipped, compresslevel=9))
+
+
+def _untraced_load(
+    browser: Any, origin: str, slowdown: float, *, block_popup: bool, wait_s: float | None
+) -> tuple[dict[str, float], float, float]:
+    """One load with Chromium's page metrics on (no trace): (metrics, layout shift, seconds until the dialog
+    showed, or until ``wait_s`` when the popup is blocked)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    if block_popup:
+        context.route("**/popup.js*", lambda route: route.abort())
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    if slowdown > 1:
+        cdp.send("Emulation.setCPUThrottlingRate", {"rate": slowdown})
+    cdp.send("Performance.enable")
+    started = time.monotonic()
+    page.goto(f"{origin}/demo/store", wait_until="load")
+    shift = float(page.evaluate(LAYOUT_SHIFT_JS))
+    if wait_s is None:
+        page.wait_for_selector("[role=dialog]", timeout=15000)
+    else:
+        page.wait_for_timeout(max(0.0, wait_s - (time.monotonic() - started)) * 1000)
+    elapsed = time.monotonic() - started
+    metrics = page_metrics(cdp)
+    context.close()
+    return metrics, shift, elapsed
+
+
 def measure(origin: str, runs: int, slowdown: float, *, verbose: bool = False) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
-    worst = {"load_longest_ms": 0.0, "load_total_ms": 0.0, "open_ms": 0.0, "layout_shift": 0.0}
+    worst = dict.fromkeys(
+        ("load_longest_ms", "load_total_ms", "open_ms", "layout_shift", "task_ms", "script_ms",
+         "without_task_ms", "without_script_ms", "without_layout_shift"),
+        0.0,
+    )  # fmt: skip
     with sync_playwright() as playwright:
         chromium = Path("/usr/bin/chromium")
         browser = playwright.chromium.launch(
             headless=True, **({"executable_path": str(chromium)} if chromium.exists() else {})
         )
         for _ in range(runs):
+            # 1. Traced, nothing else switched on (the Performance domain alone doubles the slices measured).
             context = browser.new_context(viewport={"width": 1280, "height": 800})
             page = context.new_page()
             cdp = context.new_cdp_session(page)
@@ -93,6 +150,7 @@ def measure(origin: str, runs: int, slowdown: float, *, verbose: bool = False) -
             shift = page.evaluate(LAYOUT_SHIFT_JS)  # before the popup's two-second trigger
             page.wait_for_selector("[role=dialog]", timeout=15000)
             trace = json.loads(browser.stop_tracing())
+            context.close()
             slices = sorted(popup_slices(trace), key=lambda item: item[1])
             if len(slices) < 2:
                 raise SystemExit("the trace shows no popup.js work: did the page load the script?")
@@ -105,7 +163,15 @@ def measure(origin: str, runs: int, slowdown: float, *, verbose: bool = False) -
             worst["load_total_ms"] = max(worst["load_total_ms"], sum(d for _, _, d in load))
             worst["open_ms"] = max(worst["open_ms"], opening)
             worst["layout_shift"] = max(worst["layout_shift"], float(shift))
-            context.close()
+            # 2. The page's main-thread time with the popup, until the dialog shows (untraced) …
+            with_popup, _, elapsed = _untraced_load(browser, origin, slowdown, block_popup=False, wait_s=None)
+            worst["task_ms"] = max(worst["task_ms"], with_popup["task_ms"])
+            worst["script_ms"] = max(worst["script_ms"], with_popup["script_ms"])
+            # 3. … and the reference: the same page with popup.js blocked, over the same time.
+            without, shift, _ = _untraced_load(browser, origin, slowdown, block_popup=True, wait_s=elapsed)
+            worst["without_task_ms"] = max(worst["without_task_ms"], without["task_ms"])
+            worst["without_script_ms"] = max(worst["without_script_ms"], without["script_ms"])
+            worst["without_layout_shift"] = max(worst["without_layout_shift"], shift)
         browser.close()
     return worst
 
@@ -115,7 +181,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--cpu-slowdown", type=float, default=1.0)
     parser.add_argument("--verbose", action="store_true", help="print every popup.js slice of every load")
+    parser.add_argument("--quick", action="store_true", help="2 loads each (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 2
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request of the demo server
     folder = Path(tempfile.mkdtemp(prefix="popsync-bench-"))
     port = free_port()
     env = {
@@ -138,6 +208,26 @@ def main() -> None:
     print(f"  all popup.js work at page load:           {figures['load_total_ms']:6.2f} ms")
     print(f"  building the dialog when the trigger fires: {figures['open_ms']:6.2f} ms")
     print(f"  layout shift before the popup opens:      {figures['layout_shift']:6.4f}     (budget 0)")
+    print(
+        f"  the page's main-thread tasks / script until the dialog shows: {figures['task_ms']:7.2f}"
+        f" / {figures['script_ms']:6.2f} ms"
+    )
+    print("  the page without the popup (popup.js blocked), over the same time:")
+    print(
+        f"    main-thread tasks / script:                                  {figures['without_task_ms']:7.2f}"
+        f" / {figures['without_script_ms']:6.2f} ms"
+    )
+    print(f"    layout shift:                                    {figures['without_layout_shift']:7.4f}")
+    size, gzipped = script_size()
+    print(f"  popup.js: {size:,} bytes, {gzipped:,} gzipped (budget 10,240)")
+    emit_result(
+        "popup",
+        runs=args.runs,
+        cpu_slowdown=args.cpu_slowdown,
+        size_bytes=size,
+        gzip_bytes=gzipped,
+        **{key: round(value, 4) for key, value in figures.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+"""bench/run_all.py: its command line, and the table it builds from the benchmarks' figures (the ratio
+and goal logic), on canned results. The benchmarks themselves are not run here."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.nodb
+
+RUN_ALL = Path(__file__).resolve().parents[2] / "bench" / "run_all.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run_all", RUN_ALL)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    sys.path.insert(0, str(RUN_ALL.parent))  # as when it runs: its helpers (bench/common.py) beside it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(RUN_ALL.parent))
+    return module
+
+
+run_all = _load()
+
+CANNED = {
+    "submissions": {
+        "submissions_per_s": 300.0,
+        "bare_per_s": 1000.0,
+        "p50_ms": 8.0,
+        "p99_ms": 60.0,
+        "missing": 0,
+        "answered_2xx": 5000,
+    },
+    "pixel": {"pixel_per_s": 500.0, "bare_per_s": 1000.0},
+    "import": {"rows_per_s": 15_000.0},
+    "copy_reference": {"rows_per_s": 40_000.0},
+    "outbox": {"error": "exit 1"},
+    "popup": {
+        "gzip_bytes": 4550,
+        "size_bytes": 9862,
+        "load_longest_ms": 12.5,
+        "task_ms": 300.0,
+        "without_task_ms": 250.0,
+        "layout_shift": 0.0,
+        "without_layout_shift": 0.0,
+    },
+}
+
+
+def _rows(results: dict) -> dict[str, object]:
+    return {row.figure: row for row in run_all.build_rows(results)}
+
+
+def test_help_names_the_make_target_and_the_options() -> None:
+    answer = subprocess.run(
+        [sys.executable, str(RUN_ALL), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert answer.returncode == 0, answer.stderr
+    for text in ("make bench", "--quick", "--only", "--output"):
+        assert text in answer.stdout
+
+
+def test_an_unknown_benchmark_name_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as stopped:
+        run_all.main(["--only", "nonsense"])
+    assert stopped.value.code == 2
+
+
+def test_ratio_goals_compare_the_value_with_the_reference_of_the_same_run() -> None:
+    rows = _rows(CANNED)
+    submissions = rows["submissions over HTTP (gunicorn, PostgreSQL, synchronous commit)"]
+    assert (submissions.value, submissions.ratio, submissions.met) == ("300/s", "30%", "yes")
+    assert submissions.reference == "bare Flask route: 1,000/s"
+    pixel = rows["open pixel"]
+    assert (pixel.ratio, pixel.met) == ("50%", "NO")  # the goal is 60% of the bare route
+
+
+def test_value_goals_and_a_goal_that_is_exactly_met() -> None:
+    rows = _rows(CANNED)
+    assert rows["submissions p99, open loop at half the peak"].met == "NO"  # 60 ms, goal < 50 ms
+    assert rows["submissions answered 2xx but not committed"].met == "yes"  # 0 missing, goal 0
+    assert rows["popup.js gzipped"].met == "yes"
+    assert rows["popup.js longest main-thread slice at load"].met == "NO"  # 12.5 ms, goal < 10 ms
+    assert rows["layout shift before the popup opens"].met == "yes"
+
+
+def test_every_goal_of_a_row_must_hold() -> None:
+    row = _rows(CANNED)["CSV import through the rules (PostgreSQL)"]
+    # 37.5% of COPY holds, 15,000 rows/s does not reach 20,000.
+    assert (row.ratio, row.goal, row.met) == ("37.5%", "≥ 20,000/s and ≥ 25% of COPY", "NO")
+    faster = _rows({**CANNED, "import": {"rows_per_s": 21_000.0}})
+    assert faster["CSV import through the rules (PostgreSQL)"].met == "yes"
+
+
+def test_missing_failed_and_unmeasured_benchmarks_say_so() -> None:
+    rows = _rows(CANNED)
+    assert rows["search p95 over the admin query mix (PostgreSQL)"].met == "not run"
+    assert rows["outbox drain: calls throttled"].met == "failed"
+    without_reference = _rows({"import": {"rows_per_s": 25_000.0}})
+    row = without_reference["CSV import through the rules (PostgreSQL)"]
+    assert (row.ratio, row.met) == ("—", "not measured")
+    assert row.reference == "COPY of the same rows: not measured"
+
+
+def test_a_row_without_a_goal_is_informational() -> None:
+    row = _rows(CANNED)["page main-thread task time until the popup opens"]
+    assert (row.ratio, row.goal, row.met) == ("120%", "—", "—")
+
+
+def test_tables_hold_every_row() -> None:
+    rows = run_all.build_rows(CANNED)
+    markdown = run_all.markdown_table(rows)
+    assert markdown.splitlines()[0] == "| figure | value | reference (same run) | ratio | goal | met? |"
+    assert len(markdown.splitlines()) == len(rows) + 2
+    assert "| **yes** |" in markdown
+    assert "| **NO** |" in markdown
+    text = run_all.text_table(rows)
+    assert len(text.splitlines()) == len(rows) + 2
+
+
+def test_results_are_read_from_the_last_result_line() -> None:
+    output = 'noise\nRESULT {"bench": "pixel", "ratio": 0.5}\nRESULT {"bench": "pixel", "ratio": 0.7}\n'
+    assert run_all.parse_result(output) == {"bench": "pixel", "ratio": 0.7}
+    assert run_all.parse_result("no result here") is None
