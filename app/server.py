@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -13,9 +14,12 @@ from app.gunicorn_conf import prepare_metrics_dir
 from app.gunicorn_conf import remove_metrics_dir
 
 
-class PopsyncServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any]) -> None:
+class GunicornApp(BaseApplication):  # type: ignore[misc]
+    """gunicorn in this process with ``options``, serving the WSGI app ``load`` returns (in each worker)."""
+
+    def __init__(self, options: dict[str, Any], load: Callable[[], Any]) -> None:
         self.options = options
+        self._load = load
         super().__init__()
 
     def load_config(self) -> None:
@@ -23,9 +27,13 @@ class PopsyncServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from app import create_app
+        return self._load()
 
-        return create_app()
+
+def _popsync_app() -> Any:
+    from app import create_app
+
+    return create_app()
 
 
 def run_server(host: str, port: int, workers: int, with_worker: bool, *, development: bool = False) -> None:
@@ -38,7 +46,7 @@ def run_server(host: str, port: int, workers: int, with_worker: bool, *, develop
     try:
         if with_worker:
             background = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
-        PopsyncServer(gunicorn_options(host, port, workers, development=development)).run()
+        GunicornApp(gunicorn_options(host, port, workers, development=development), _popsync_app).run()
     finally:
         if background is not None:
             background.terminate()
@@ -49,29 +57,19 @@ def run_server(host: str, port: int, workers: int, with_worker: bool, *, develop
         remove_metrics_dir(directory, created)
 
 
-class DemoServer(BaseApplication):  # type: ignore[misc]
+def run_demo_server(port: int) -> None:
     """One gunicorn worker (threaded): the development store keeps its rate buckets in that process."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        super().__init__()
-
-    def load_config(self) -> None:
-        options = gunicorn_options("127.0.0.1", self.port, 1, development=True)
-        options.update({"worker_class": "gthread", "threads": 8, "accesslog": None})
-        for key, value in options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
+    def load() -> Any:
         from app.demo import banner
         from app.demo import build_demo
         from app.demo import start_worker
 
-        app, _store, api_key, wsgi = build_demo(self.port)
+        app, _store, api_key, wsgi = build_demo(port)
         start_worker(app)
-        print(banner(self.port, api_key), flush=True)
+        print(banner(port, api_key), flush=True)
         return wsgi
 
-
-def run_demo_server(port: int) -> None:
-    DemoServer(port).run()
+    options = gunicorn_options("127.0.0.1", port, 1, development=True)
+    options.update({"worker_class": "gthread", "threads": 8, "accesslog": None})
+    GunicornApp(options, load).run()

@@ -11,31 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gunicorn.app.base import BaseApplication
 from gunicorn.util import import_app
 
 from app.gunicorn_conf import default_workers
 from app.gunicorn_conf import gunicorn_options
 from app.gunicorn_conf import prepare_metrics_dir
 from app.gunicorn_conf import remove_metrics_dir
-
-
-class WsgiServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, target: str, options: dict[str, Any]) -> None:
-        self.target = target
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return import_app(self.target)
+from app.server import GunicornApp
 
 
 def main() -> None:
@@ -50,7 +35,8 @@ def main() -> None:
     # As run_server does: the metrics folder is part of the configuration (each worker writes to it).
     directory, created = prepare_metrics_dir()
     try:
-        WsgiServer(args.target, gunicorn_options(args.host, args.port, args.workers)).run()
+        options = gunicorn_options(args.host, args.port, args.workers)
+        GunicornApp(options, lambda: import_app(args.target)).run()
     finally:
         remove_metrics_dir(directory, created)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.contacts.csvio import COLUMNS
 from app.contacts.normalize import FieldError
 from app.contacts.normalize import normalize_country
 from app.contacts.normalize import normalize_email
@@ -21,6 +22,9 @@ from app.enums import Source
 from app.models import ContactEvent
 from app.models import DataRequest
 from app.models import Shop
+
+# A person's data export (customers/data_request): the CSV columns and what popsync adds about the record.
+_EXPORTED_FIELDS = ("id", *COLUMNS, "source", "platform_customer_id", "created_at", "updated_at")
 
 
 @dataclass(frozen=True)
@@ -191,23 +195,7 @@ def on_customers_data_request(ctx: WebhookContext, payload: dict[str, Any]) -> s
                 {
                     **{
                         name: (value.isoformat() if hasattr(value, "isoformat") else value)
-                        for name in (
-                            "id",
-                            "email",
-                            "phone",
-                            "first_name",
-                            "last_name",
-                            "birthday",
-                            "gender",
-                            "country",
-                            "email_consent",
-                            "sms_consent",
-                            "tags",
-                            "source",
-                            "platform_customer_id",
-                            "created_at",
-                            "updated_at",
-                        )
+                        for name in _EXPORTED_FIELDS
                         if (value := getattr(contact, name)) is not None
                     },
                     "events": [
