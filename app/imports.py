@@ -138,6 +138,21 @@ def start_import(
     return record
 
 
+# Writes a batch's counts and outcomes inside the batch's transaction (``OpenBatch.commit``'s before_commit).
+_ProgressWriter = Callable[[Session, list[SyncResult]], None]
+
+
+def _progress_of(
+    opened: OpenBatch, progress_writer: Callable[[list[SyncResult]], _ProgressWriter]
+) -> _ProgressWriter:
+    """The opened batch's progress writer; the batch rolled back if it cannot be made."""
+    try:
+        return progress_writer(opened.results)
+    except BaseException:
+        opened.rollback()
+        raise
+
+
 @dataclass
 class _Progress:
     """The counts of one batch, added to the import's in the batch's transaction."""
@@ -190,7 +205,7 @@ class _Pipelined:
         self.pending: tuple[_Job, list[ParsedRow], Future[list[SyncResult]]] | None = None
 
     def submit(self, job: _Job, batch: list[ParsedRow]) -> bool:
-        valid, record_progress = self.runner._prepare(job, batch)
+        valid, progress_writer = self.runner._prepare(job, batch)
         opened = None
         if valid:
             with contextlib.suppress(StatementError):  # rolled back; done again below, one row at a time
@@ -200,7 +215,8 @@ class _Pipelined:
             return False
         if opened is None or outcome is _Outcome.RETRIED:
             return _Sequential(self.runner).submit(job, batch)
-        self.pending = (job, batch, self.executor.submit(opened.commit, record_progress))
+        commit = self.executor.submit(opened.commit, _progress_of(opened, progress_writer))
+        self.pending = (job, batch, commit)
         return True
 
     def finish(self) -> bool:
@@ -339,17 +355,14 @@ class ImportRunner:
 
     def _prepare(
         self, job: _Job, parsed: list[ParsedRow]
-    ) -> tuple[list[tuple[int, Collected]], Callable[[Session, list[SyncResult]], None]]:
-        """A batch's valid rows, and the progress writer for its transaction."""
+    ) -> tuple[list[tuple[int, Collected]], Callable[[list[SyncResult]], _ProgressWriter]]:
+        """A batch's valid rows, and what makes its progress writer from their results."""
         valid = [(row, item) for row, item in parsed if isinstance(item, Collected)]
         postgres = self.db.dialect == "postgresql"
 
-        def record_progress(session: Session, results: list[SyncResult]) -> None:
-            if postgres:
-                # A batch is worth a WAL flush only once: progress commits with the batch, so a database
-                # crash loses at most the last few batches' commits (well under a second) and the import
-                # resumes before them, losing nothing.
-                session.execute(sa.text("SET LOCAL synchronous_commit = off"))
+        def progress_writer(results: list[SyncResult]) -> _ProgressWriter:
+            # Tallied here, on the thread that decided the batch: the thread committing the one before is
+            # the import's bottleneck and does only the writes.
             outcomes = dict(zip([row for row, _ in valid], results, strict=True))
             entries: list[list[Any]] = []
             progress = _Progress()
@@ -361,9 +374,18 @@ class ImportRunner:
                 outcome, message = _outcome(outcomes[row])
                 setattr(progress, outcome, getattr(progress, outcome) + 1)
                 entries.append([row, outcome, message])
-            self._record(session, job.import_id, parsed[0][0], len(parsed), progress, entries)
 
-        return valid, record_progress
+            def record_progress(session: Session, _results: list[SyncResult]) -> None:
+                if postgres:
+                    # A batch is worth a WAL flush only once: progress commits with the batch, so a database
+                    # crash loses at most the last few batches' commits (well under a second) and the
+                    # import resumes before them, losing nothing.
+                    session.execute(sa.text("SET LOCAL synchronous_commit = off"))
+                self._record(session, job.import_id, parsed[0][0], len(parsed), progress, entries)
+
+            return record_progress
+
+        return valid, progress_writer
 
     def _open(self, job: _Job, valid: list[tuple[int, Collected]]) -> OpenBatch:
         return self.contacts.open_batch(
@@ -377,13 +399,14 @@ class ImportRunner:
 
     def _commit_batch(self, job: _Job, batch: list[ParsedRow]) -> bool:
         """One batch in one transaction; False when another runner committed it first."""
-        valid, record_progress = self._prepare(job, batch)
+        valid, progress_writer = self._prepare(job, batch)
         try:
             if valid:
-                self._open(job, valid).commit(record_progress)
+                opened = self._open(job, valid)
+                opened.commit(_progress_of(opened, progress_writer))
             else:
                 with self.db.write_transaction() as session:
-                    record_progress(session, [])
+                    progress_writer([])(session, [])
         except _Superseded:
             return False
         except StatementError as error:

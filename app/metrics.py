@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -131,14 +131,13 @@ def record_request(route: str | None, method: str, status: int, seconds: float) 
     _safely(count)
 
 
-def record_syncs(source: str, actions: Iterable[str]) -> None:
+def record_syncs(source: str, tally: Mapping[str, int]) -> None:
+    """Count a committed batch's syncs: ``tally`` is how many records ended in each action."""
+
     def count() -> None:
         counter = _get()["syncs"]
-        tally: dict[str, int] = {}
-        for action in actions:
-            tally[action] = tally.get(action, 0) + 1
         for action, number in tally.items():
-            counter.labels(source, action).inc(number)
+            counter.labels(source, str(action)).inc(number)
 
     _safely(count)
 

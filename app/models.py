@@ -88,12 +88,21 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+def _where_present(column: str) -> sa.Index:
+    """``(shop_id, column)`` for the contacts that have a value there (migration 0011): every query it serves
+    looks a value up, and a contact without one would only be an entry for each write to maintain."""
+    condition = sa.text(f"{column} IS NOT NULL")
+    return sa.Index(
+        f"ix_contacts_shop_id_{column}", "shop_id", column, postgresql_where=condition, sqlite_where=condition
+    )
+
+
 class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         sa.Index("ix_contacts_shop_id_email", "shop_id", "email"),
-        sa.Index("ix_contacts_shop_id_phone", "shop_id", "phone"),
-        sa.Index("ix_contacts_shop_id_platform_customer_id", "shop_id", "platform_customer_id"),
+        _where_present("phone"),
+        _where_present("platform_customer_id"),
         # The list's order: most recently updated first, id breaking ties (keyset pagination).
         sa.Index("ix_contacts_shop_id_updated_at_id", "shop_id", "updated_at", "id"),
     )
@@ -168,7 +177,9 @@ class ContactEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"))
+    # The contact's shop, to scope queries; no foreign key (migration 0011): the contact's own cascade
+    # removes its events, and a check per event written cost every import.
+    shop_id: Mapped[int] = mapped_column(BigId)
     contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contacts.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(sa.String(16))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

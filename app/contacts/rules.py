@@ -140,6 +140,10 @@ def decide(collected: Collected, candidates: Iterable[Candidate]) -> Decision:
 
 def _match(collected: Collected, ordered: Sequence[Candidate]) -> tuple[Candidate | None, str]:
     email, phone = collected.email, collected.phone
+    if not ordered:  # the usual case in an import of new people: the reasons below, without the steps
+        if email and phone:
+            return None, "no contact has this email or phone"
+        return None, "no contact has this email" if email else "no contact has this phone"
     if email and phone:
         steps = (
             ("email and phone both match", lambda c: c.email == email and c.phone == phone),
