@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -61,12 +62,21 @@ BATCH_SIZE = 1000
 # Files with at least this many rows left are parsed by a process of their own (app/contacts/import_rows.py);
 # below it, starting that process (~0.1 s, more the first time) would cost more than it saves.
 PARSE_AHEAD_FROM_ROWS = 20_000
+# Batches committing at once on PostgreSQL while the next is decided (``_Pipelined``). Each open batch holds
+# an advisory lock per identifier (~1,500 for 1,000 rows) in PostgreSQL's shared lock table, which holds
+# max_locks_per_transaction x max_connections (6,400 by default): an import takes ~4,500 at most
+# (docs/deploy.md says when to raise it).
+COMMITS_IN_FLIGHT = 2
 STEP_SECONDS = 20.0  # a worker step's length; well inside the worker's lease (300 s by default)
 MAX_ERRORS_LISTED = 100  # in the import's JSON; the report lists every row
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 IMPORT_PRIORITY = 120  # after the platform writes a shopper is waiting on
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 CREATED, UPDATED, SKIPPED, ERROR = "created", "updated", "skipped", "error"
+
+
+class _AfterFailed(Exception):
+    """A batch's predecessor did not commit: the batch rolls back, to be done again after it."""
 
 
 class _Superseded(Exception):
@@ -192,17 +202,22 @@ class _Sequential:
 
 
 class _Pipelined:
-    """Batch N's commit (its COPYs, progress and COMMIT) on the executor's thread while the caller's thread
-    decides batch N+1 in a second transaction. The sync service's locks keep the two apart: batch N+1 waits
-    for batch N's identifier and row locks wherever they share an identifier or a contact, and its progress
-    waits for batch N's lock on the import's row, so batches commit in file order. Batch N never waits for
-    batch N+1 (it took every lock it needs before N+1 began). When batch N fails, batch N+1, decided against
-    a state that never committed, is rolled back first and done again after it."""
+    """Batches commit on the executor's threads, up to ``depth`` at once, while the caller's thread decides
+    the next one in a transaction of its own: batch N sends its COPYs while batch N-1 commits and batch N+1
+    is decided (Python's share and the database's overlap on two cores).
 
-    def __init__(self, runner: ImportRunner, executor: ThreadPoolExecutor) -> None:
+    The sync service's locks keep them apart: a batch waits for the identifier and row locks of the batches
+    before it wherever they share an identifier or a contact. Each batch's progress is written only once
+    the batch before it has committed, and a batch whose predecessor failed rolls itself back, so batches
+    commit in file order, each on top of the ones before. A batch never waits for a later one (it took every
+    lock it needs before they began). When a batch fails, the later ones, decided against a state that
+    never committed, are rolled back first and done again after it, one by one."""
+
+    def __init__(self, runner: ImportRunner, executor: ThreadPoolExecutor, depth: int) -> None:
         self.runner = runner
         self.executor = executor
-        self.pending: tuple[_Job, list[ParsedRow], Future[list[SyncResult]]] | None = None
+        self.depth = depth
+        self.pending: deque[tuple[_Job, list[ParsedRow], Future[list[SyncResult]]]] = deque()
 
     def submit(self, job: _Job, batch: list[ParsedRow]) -> bool:
         valid, progress_writer = self.runner._prepare(job, batch)
@@ -210,49 +225,73 @@ class _Pipelined:
         if valid:
             with contextlib.suppress(StatementError):  # rolled back; done again below, one row at a time
                 opened = self.runner._open(job, valid)
-        outcome = self._wait(rolling_back=opened)
-        if outcome is _Outcome.STOPPED:
-            return False
-        if opened is None or outcome is _Outcome.RETRIED:
+        # Room for this batch; a batch done on this thread (no valid rows, or refused when opened) waits
+        # for every batch before it.
+        while self.pending and (opened is None or len(self.pending) >= self.depth):
+            outcome = self._wait_oldest(rolling_back=opened)
+            if outcome is _Outcome.STOPPED:
+                return False
+            if outcome is _Outcome.RETRIED:
+                opened = None  # rolled back with the batches after the one that failed
+        if opened is None:
             return _Sequential(self.runner).submit(job, batch)
-        commit = self.executor.submit(opened.commit, _progress_of(opened, progress_writer))
-        self.pending = (job, batch, commit)
+        write_progress = _progress_of(opened, progress_writer)
+        previous = self.pending[-1][2] if self.pending else None
+
+        def after_previous(session: Session, results: list[SyncResult]) -> None:
+            if previous is not None:
+                try:
+                    previous.result()
+                except BaseException as error:
+                    raise _AfterFailed from error  # this batch rolls back; the caller does it again
+            write_progress(session, results)
+
+        self.pending.append((job, batch, self.executor.submit(opened.commit, after_previous)))
         return True
 
     def finish(self) -> bool:
-        return self._wait() is not _Outcome.STOPPED
+        while self.pending:
+            if self._wait_oldest() is _Outcome.STOPPED:
+                return False
+        return True
 
-    def _wait(self, rolling_back: OpenBatch | None = None) -> _Outcome:
-        """Wait for the batch being committed. If it failed, ``rolling_back`` (the next batch's open
-        transaction, whose locks the retry may need) is rolled back before anything else."""
-        if self.pending is None:
-            return _Outcome.COMMITTED
-        job, batch, future = self.pending
-        self.pending = None
+    def _wait_oldest(self, rolling_back: OpenBatch | None = None) -> _Outcome:
+        """Wait for the oldest batch being committed. If it failed, ``rolling_back`` (the next batch's open
+        transaction, whose locks the retry may need) is rolled back and the batches committing after it
+        end (they roll themselves back) before anything else; then it is retried row by row and they are
+        done again, one after another."""
+        job, batch, future = self.pending.popleft()
         try:
             future.result()
         except BaseException as error:
             if rolling_back is not None:
                 rolling_back.rollback()
+            later = list(self.pending)
+            self.pending.clear()
+            for _, _, after in later:
+                with contextlib.suppress(BaseException):
+                    after.result()
             if isinstance(error, _Superseded):
                 return _Outcome.STOPPED
             if not isinstance(error, StatementError):
                 raise
             if not self.runner._refused(job, batch, error):
                 return _Outcome.STOPPED
-            outcome = _Outcome.RETRIED
-        else:
-            outcome = _Outcome.COMMITTED
+            if job.on_batch is not None:
+                job.on_batch(len(batch))
+            for later_job, later_batch, _ in later:
+                if not _Sequential(self.runner).submit(later_job, later_batch):
+                    return _Outcome.STOPPED
+            return _Outcome.RETRIED
         if job.on_batch is not None:
             job.on_batch(len(batch))
-        return outcome
+        return _Outcome.COMMITTED
 
     def abandon(self) -> None:
-        """On the way out after an error: let the batch being committed end, whatever its outcome."""
-        if self.pending is not None:
+        """On the way out after an error: let the batches being committed end, whatever their outcome."""
+        while self.pending:
             with contextlib.suppress(Exception):
-                self.pending[2].result()
-            self.pending = None
+                self.pending.popleft()[2].result()
 
 
 class _Outcome(enum.Enum):
@@ -271,12 +310,14 @@ class ImportRunner:
         *,
         batch_size: int = BATCH_SIZE,
         parse_ahead_from: int = PARSE_AHEAD_FROM_ROWS,
+        commits_in_flight: int = COMMITS_IN_FLIGHT,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.contacts = contacts
         self.batch_size = batch_size
         self.parse_ahead_from = parse_ahead_from
+        self.commits_in_flight = max(1, commits_in_flight)
         self.clock = clock
 
     def run(self, import_id: int, on_batch: Callable[[int], None] | None = None) -> None:
@@ -339,15 +380,16 @@ class ImportRunner:
 
     @contextlib.contextmanager
     def _committer(self) -> Iterator[_Sequential | _Pipelined]:
-        """PostgreSQL with a connection per transaction: batch N commits on a thread of its own while batch
-        N+1 is read, locked and decided (Python's share and the database's then overlap on two cores).
+        """PostgreSQL with a connection per transaction: batches commit on threads of their own while the
+        next is read, locked and decided (Python's share and the database's then overlap on two cores).
         Otherwise (SQLite has one writer at a time; tests bind every session to one connection) one batch
         after the other."""
         if not self.db.parallel_transactions:
             yield _Sequential(self)
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-commit") as executor:
-            committer = _Pipelined(self, executor)
+        depth = self.commits_in_flight
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="import-commit") as executor:
+            committer = _Pipelined(self, executor, depth)
             try:
                 yield committer
             finally:

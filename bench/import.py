@@ -35,6 +35,7 @@ from app.contacts.csvio import export_lines
 from app.contacts.queries import export_rows
 from app.db import Database
 from app.db import get_database
+from app.imports import COMMITS_IN_FLIGHT
 from app.imports import ImportRunner
 from app.imports import start_import
 from app.shops import register_shop
@@ -177,6 +178,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--database", default=None, help="a PostgreSQL server URL (default: SQLite)")
+    parser.add_argument(
+        "--commits-in-flight",
+        type=int,
+        default=COMMITS_IN_FLIGHT,
+        help="batches committing at once on PostgreSQL (app/imports.py; 1 is the one-ahead pipeline)",
+    )
     parser.add_argument("--profile", action="store_true", help="profile the import with pyinstrument")
     args = parser.parse_args()
 
@@ -213,7 +220,12 @@ def main() -> None:
             started = time.perf_counter()
             record = start_import(db, shop_id, source, filename="contacts.csv", write_platform=False)
             pass1 = time.perf_counter() - started
-            runner = ImportRunner(db, app.extensions["popsync.contacts"], batch_size=args.batch)
+            runner = ImportRunner(
+                db,
+                app.extensions["popsync.contacts"],
+                batch_size=args.batch,
+                commits_in_flight=args.commits_in_flight,
+            )
             profiler = None
             if args.profile:
                 from pyinstrument import Profiler
