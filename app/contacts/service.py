@@ -466,12 +466,8 @@ class ContactService:
         (or ``rollback``). An import commits one batch on another thread while it decides the next
         (app/imports.py): the locks the open transaction holds keep the two apart wherever they share an
         identifier or a contact."""
-        if write_platform is None:
-            write_platform = source in (Source.FORM, Source.OPEN, Source.CLICK)
-        if source is Source.PLATFORM:
-            write_platform = False
+        write_platform, lift = _rule_defaults(source, write_platform, lift_suppression)
         evidence = evidence or [{} for _ in records]
-        lift = source is Source.FORM if lift_suppression is None else lift_suppression
         transaction = contextlib.ExitStack()
         session = transaction.enter_context(self.db.write_transaction())
         try:
@@ -491,13 +487,15 @@ class ContactService:
         *,
         source: Source,
         evidence: Sequence[Mapping[str, Any]],
-        write_platform: bool,
-        lift_suppression: bool,
+        write_platform: bool | None = None,
+        lift_suppression: bool | None = None,
     ) -> list[SyncResult]:
         """``sync_batch`` inside the caller's transaction, for a caller whose own writes must commit with
-        the sync (the tracking drain's claim of its hits): decided, written, not committed."""
+        the sync (the tracking drain's claim of its hits, a submission's form count): decided, written,
+        not committed. The same defaults as ``sync``."""
+        write_platform, lift = _rule_defaults(source, write_platform, lift_suppression)
         results, write = self._sync_records(
-            session, shop_id, records, source, evidence, write_platform, None, lift_suppression
+            session, shop_id, records, source, evidence, write_platform, None, lift
         )
         write()
         return results
@@ -657,6 +655,19 @@ class ContactService:
         )
         if exists is None:
             session.add(Suppression(shop_id=shop_id, kind=kind, digest=digest))
+
+
+def _rule_defaults(
+    source: Source, write_platform: bool | None, lift_suppression: bool | None
+) -> tuple[bool, bool]:
+    """Rule 9's platform write (submissions, opens and clicks write; imports only when asked; platform
+    changes never) and rule 11's lifting (a storefront submission lifts its own identifiers' erasure)."""
+    if write_platform is None:
+        write_platform = source in (Source.FORM, Source.OPEN, Source.CLICK)
+    if source is Source.PLATFORM:
+        write_platform = False
+    lift = source is Source.FORM if lift_suppression is None else lift_suppression
+    return write_platform, lift
 
 
 def _lock_batch_identifiers(session: Session, keys: list[int]) -> None:

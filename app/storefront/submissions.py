@@ -10,21 +10,23 @@ import json
 import logging
 from dataclasses import dataclass
 from typing import Any
+from typing import Protocol
 
 import sqlalchemy as sa
 from flask import abort
 from flask import request
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.config import current_settings
 from app.contacts.normalize import ValidationError
 from app.contacts.normalize import collect_submission
 from app.contacts.service import get_service
+from app.db import get_database
 from app.db import request_session
 from app.db import utcnow
 from app.enums import Source
 from app.models import Form
-from app.models import Shop
 from app.storefront import stats
 from app.storefront.rate_limit import Limit
 from app.storefront.rate_limit import get_rate_limiter
@@ -36,6 +38,16 @@ _EVIDENCE_TEXT_LIMIT = 2048
 # A person needs more than this to read a popup and type an address; scripts post at once.
 MIN_FILL_MILLISECONDS = 1500
 HONEYPOT_FIELD = "website"
+
+
+class SubmittingShop(Protocol):
+    """What a submission needs of its shop (a ``Shop`` row, or the storefront route's lighter read)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def region(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ def read_json_body() -> dict[str, Any]:
     return body
 
 
-def over_limit(kind: str, shop: Shop, client: str) -> Answer | None:
+def over_limit(kind: str, shop: SubmittingShop, client: str) -> Answer | None:
     """Count one request of ``kind`` for the client and the shop; a 429 answer when either is over."""
     settings = current_settings()
     if not (settings.submission_rate_limit.enabled or settings.shop_rate_limit.enabled):
@@ -99,7 +111,7 @@ def looks_automated(body: dict[str, Any]) -> str | None:
 
 
 def accept_submission(
-    body: dict[str, Any], shop: Shop, client: str, *, customer_id: str | None = None
+    body: dict[str, Any], shop: SubmittingShop, client: str, *, customer_id: str | None = None
 ) -> Answer:
     """Limits, bot checks, validation, then the sync, committed before the answer (the contract's answers).
 
@@ -119,37 +131,39 @@ def accept_submission(
     except ValidationError as error:
         return Answer({"ok": False, "errors": error.errors}, 422)
 
-    session = request_session()
-    form = _form_of(session, shop.id, body.get("form_id"))
-    if form is not None and form.tag:
-        collected = dataclasses.replace(collected, tags=(*collected.tags, form.tag))
     if customer_id:
         collected = dataclasses.replace(collected, customer_id=customer_id)
     shop_id = shop.id
-    form_id = form.id if form is not None else None
+    form_id = parse_form_id(body.get("form_id"))
     evidence = submission_evidence(body, client)
-    session.close()  # the sync runs in its own write transaction; hold no read snapshot across it
+    request_session().close()  # the sync runs in its own write transaction; hold no read snapshot across it
 
-    def count_submission(session: Session, _results: object) -> None:
-        # The form row is share-locked first: a form deleted meanwhile is not counted, and never fails the
-        # submission it no longer belongs to.
-        if form_id is not None and session.scalar(
-            sa.select(Form.id).where(Form.id == form_id).with_for_update(read=True)
-        ):
-            stats.count_in(session, form_id, "submissions")
-
-    # One transaction for the contact, its event, its platform write and the form's daily count.
-    get_service().sync_batch(
-        shop_id, [collected], source=Source.FORM, evidence=[evidence], before_commit=count_submission
-    )
+    # One transaction for the form's tag, the contact, its event, its platform write and the form's daily
+    # count. The form row is share-locked as it is read: a form deleted meanwhile is not counted and its tag
+    # not applied, and the submission it no longer belongs to never fails.
+    service = get_service()
+    with get_database().write_transaction() as session:
+        form = _locked_form(session, shop_id, form_id)
+        if form is not None and form.tag:
+            collected = dataclasses.replace(collected, tags=(*collected.tags, form.tag))
+        results = service.sync_in_transaction(
+            session, shop_id, [collected], source=Source.FORM, evidence=[evidence]
+        )
+        if form is not None:
+            stats.count_in(session, form.id, "submissions")
+    metrics.record_syncs(Source.FORM.value, {results[0].action: 1})
     return Answer({"ok": True}, 200)
 
 
-def _form_of(session: Session, shop_id: int, form_id: Any) -> Form | None:
-    number = parse_form_id(form_id)
-    if number is None:
+def _locked_form(session: Session, shop_id: int, form_id: int | None) -> Any:
+    """The shop's form (its id and tag), share-locked until the transaction ends; None if there is none."""
+    if form_id is None:
         return None
-    return session.scalar(sa.select(Form).where(Form.shop_id == shop_id, Form.id == number))
+    return session.execute(
+        sa.select(Form.id, Form.tag)
+        .where(Form.shop_id == shop_id, Form.id == form_id)
+        .with_for_update(read=True)
+    ).first()
 
 
 def parse_form_id(value: Any) -> int | None:
