@@ -26,7 +26,7 @@ COUNT = """
 from app import metrics
 for _ in range({n}):
     metrics.record_request("/healthz", "GET", 200, 0.001)
-metrics.record_syncs("form", ["create"] * {n})
+metrics.record_syncs("form", {{"create": {n}}})
 """
 
 SCRAPE = """
