@@ -6,11 +6,38 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+from typing import NoReturn
 
 from flask import Flask
+from flask import Request
+from flask import Response
+from flask.sessions import NullSession
+from flask.sessions import SessionInterface
+from flask.sessions import SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings
+
+
+class _SessionUnavailable(NullSession):
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("popsync keeps nothing in Flask's session (see NoFlaskSession)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail  # type: ignore[assignment]
+
+
+class NoFlaskSession(SessionInterface):
+    """popsync keeps nothing in Flask's session (the admin's sessions are signed cookies of its own,
+    app/auth/admin_session.py). Flask would still build a signing serializer on every request to look for
+    the cookie: a tenth of the open pixel's time. Any use of ``flask.session`` fails loudly instead."""
+
+    null_session_class = _SessionUnavailable
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -24,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=source.get("POPSYNC_INSTANCE_PATH") or None)
     settings = Settings.from_mapping(source, instance_path=app.instance_path)
     app.config.update(SECRET_KEY=settings.secret_key, POPSYNC=settings, JSON_SORT_KEYS=False)
+    app.session_interface = NoFlaskSession()
     if config is None:
         # A real process (gunicorn, the worker, the CLI): JSON log lines in production. Tests keep
         # pytest's handlers, and capture the lines with configure_logging when they need them.

@@ -166,3 +166,18 @@ def test_end_session_removes_the_cookie(app: Flask, shopline_shop: Shop) -> None
     value, header = _set_cookie(response)
     assert value == ""
     assert "Max-Age=0" in header or "expires=Thu, 01 Jan 1970" in header
+
+
+def test_flask_own_session_is_never_used(app: Flask) -> None:
+    """popsync's sessions are the signed cookie above; Flask's own is switched off (NoFlaskSession): no
+    cookie of its name is read or written, and code that tried to keep something there fails loudly."""
+    from flask import session
+
+    client = app.test_client()
+    client.set_cookie("session", "anything")
+    response = client.get("/healthz")
+    assert "session=" not in response.headers.get("Set-Cookie", "")
+    with app.test_request_context("/"):
+        assert dict(session) == {}
+        with pytest.raises(RuntimeError, match="Flask's session"):
+            session["shop"] = "x"
