@@ -154,3 +154,27 @@ def test_platform_writes_and_errors_are_counted_by_kind(
     assert moved("popsync_platform_writes_total", platform="shopify", outcome="created") == 1
     assert value(after, "popsync_outbox_depth", kind="push_contact", status="pending") == 0
     assert value(after, "popsync_outbox_oldest_pending_age_seconds", kind="push_contact") == 0
+
+
+def test_opens_synced_by_the_drain_are_counted(
+    client: FlaskClient, app: Flask, shop: Shop, service: ContactService
+) -> None:
+    from app.db import utcnow
+    from app.tracking.drain import HitDrain
+    from app.tracking.tokens import TrackingLink
+    from app.tracking.tokens import seal
+
+    before = scrape(client)
+    link = TrackingLink(shop.id, "email", "m-1", utcnow(), email="opened@example.com")
+    token = seal(app.extensions["popsync.keyring"], link)
+    with client.get(f"/t/o/{token}.gif") as response:
+        assert response.status_code == 200
+    assert value(scrape(client), "popsync_contact_syncs_total", source="open", action="create") == value(
+        before, "popsync_contact_syncs_total", source="open", action="create"
+    )  # a hit is only recorded in the request; the sync is the drain's
+    assert HitDrain(service).run_once() == 1
+    after = scrape(client)
+    moved = value(after, "popsync_contact_syncs_total", source="open", action="create") - value(
+        before, "popsync_contact_syncs_total", source="open", action="create"
+    )
+    assert moved == 1
