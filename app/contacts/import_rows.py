@@ -67,7 +67,7 @@ def parsed_batches(
 def parsed_ahead(
     path: str, skip: int, size: int, region: str | None, today: date
 ) -> Iterator[Iterator[list[ParsedRow]]]:
-    """``parsed_batches`` computed by a process of its own, a batch ahead of the caller.
+    """``parsed_batches`` computed by a process of its own, a few batches ahead of the caller.
 
     The process ends with the context, whether the caller read everything or stopped early."""
     context = multiprocessing.get_context("forkserver")
