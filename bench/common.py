@@ -97,17 +97,10 @@ def drop_database(server: str, name: str) -> None:
 
 
 def migrate(app: Any) -> None:
-    """Every head: while engineers land migrations side by side the tree may briefly have two."""
-    from alembic import command
+    """The app's database migrated as ``popsync db upgrade`` does it."""
+    from app.cli import upgrade_database
 
-    from app.cli import alembic_config
-    from app.db import get_database
-
-    database = get_database(app)
-    config = alembic_config(database.url)
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "heads")
+    upgrade_database(app)
 
 
 @contextmanager
@@ -195,27 +188,19 @@ def wait_until_up(process: subprocess.Popen[bytes], port: int, path: str, log: P
     raise SystemExit(f"the server on port {port} did not start" + (f"; see {log}" if log else ""))
 
 
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``command`` in the repo, its output appended to ``log``, in a session of its own (``stop`` ends the
+    whole group)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 def serve_app(port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """``popsync serve --no-worker``: the real command, gunicorn configured by app/gunicorn_conf.py."""
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [
-                POPSYNC,
-                "serve",
-                "--no-worker",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = [POPSYNC, "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
+    process = _start([*command, "--workers", str(workers)], env, log)
     wait_until_up(process, port, "/healthz", log)
     return process
 
@@ -225,38 +210,15 @@ def serve_wsgi(
 ) -> subprocess.Popen[bytes]:
     """Any WSGI app (``module:attribute``) in exactly ``popsync serve``'s gunicorn configuration
     (bench/wsgi_serve.py): the reference routes are served as the app is."""
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(BENCH / "wsgi_serve.py"),
-                target,
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = [sys.executable, str(BENCH / "wsgi_serve.py"), target, "--port", str(port)]
+    process = _start([*command, "--workers", str(workers)], env, log)
     wait_until_up(process, port, probe, log)
     return process
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A background worker, ``popsync worker``, as its own process."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [POPSYNC, "worker"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return _start([POPSYNC, "worker"], env, log)
 
 
 def settle(port: int, path: str = "/healthz", seconds: float = 60) -> None:

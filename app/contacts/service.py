@@ -492,12 +492,17 @@ class ContactService:
     ) -> list[SyncResult]:
         """``sync_batch`` inside the caller's transaction, for a caller whose own writes must commit with
         the sync (the tracking drain's claim of its hits, a submission's form count): decided, written,
-        not committed. The same defaults as ``sync``."""
+        not committed. The same defaults as ``sync``. The syncs are counted (app/metrics.py) when the
+        caller's transaction commits."""
         write_platform, lift = _rule_defaults(source, write_platform, lift_suppression)
         results, write = self._sync_records(
             session, shop_id, records, source, evidence, write_platform, None, lift
         )
         write()
+        tally = Counter(result.action for result in results)
+        sa.event.listen(
+            session, "after_commit", lambda _session: metrics.record_syncs(source.value, tally), once=True
+        )
         return results
 
     def _sync_records(

@@ -17,7 +17,6 @@ from flask import abort
 from flask import request
 from sqlalchemy.orm import Session
 
-from app import metrics
 from app.config import current_settings
 from app.contacts.normalize import ValidationError
 from app.contacts.normalize import collect_submission
@@ -146,12 +145,9 @@ def accept_submission(
         form = _locked_form(session, shop_id, form_id)
         if form is not None and form.tag:
             collected = dataclasses.replace(collected, tags=(*collected.tags, form.tag))
-        results = service.sync_in_transaction(
-            session, shop_id, [collected], source=Source.FORM, evidence=[evidence]
-        )
+        service.sync_in_transaction(session, shop_id, [collected], source=Source.FORM, evidence=[evidence])
         if form is not None:
             stats.count_in(session, form.id, "submissions")
-    metrics.record_syncs(Source.FORM.value, {results[0].action: 1})
     return Answer({"ok": True}, 200)
 
 

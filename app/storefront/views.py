@@ -49,23 +49,26 @@ FORMS_MAX_AGE = 60
 SCRIPT_MAX_AGE = 300
 
 
-def _allowed_origin(origin: str | None, shop: Shop | None) -> bool:
-    """A browser origin may post for a shop when it is one of the shop's storefront origins.
-
-    The app's own origin (the demo storefront it serves) is allowed too. Without a shop (a preflight, which
-    carries no body), any installed shop's origin is enough; the POST re-checks against its own shop.
-    """
+def _origin_rule(origin: str | None) -> bool | sa.ColumnElement[bool]:
+    """A browser origin may post for a shop when it is one of the shop's storefront origins; the app's own
+    origin (the demo storefront it serves) always, no origin never. Decided here, or a condition on the
+    ``Shop`` a query selects."""
     if not origin:
         return False
     if origin == current_settings().app_url:
         return True
-    statement = (
-        sa.select(ShopDomain.id)
-        .join(Shop, Shop.id == ShopDomain.shop_id)
-        .where(ShopDomain.origin == origin, Shop.uninstalled_at.is_(None))
-    )
+    return sa.exists().where(ShopDomain.shop_id == Shop.id, ShopDomain.origin == origin)
+
+
+def _allowed_origin(origin: str | None, shop: Shop | None) -> bool:
+    """``_origin_rule`` for ``shop``. Without a shop (a preflight, which carries no body), any installed
+    shop's origin is enough; the POST re-checks against its own shop."""
+    rule = _origin_rule(origin)
+    if isinstance(rule, bool):
+        return rule
+    statement = sa.select(Shop.id).where(Shop.uninstalled_at.is_(None), rule)
     if shop is not None:
-        statement = statement.where(ShopDomain.shop_id == shop.id)
+        statement = statement.where(Shop.id == shop.id)
     return request_session().scalar(statement.limit(1)) is not None
 
 
@@ -199,18 +202,14 @@ class _ShopOfSubmission:
 
 
 def _submitting_shop(domain: str, origin: str | None) -> tuple[_ShopOfSubmission, bool] | None:
-    """The installed shop and whether ``origin`` may post for it (``_allowed_origin``), in one query: the
+    """The installed shop and whether ``origin`` may post for it (``_origin_rule``), in one query: the
     hottest route reads no more than it needs."""
     try:
         _, canonical = normalize_shop_domain(domain)
     except ShopError:
         return None
-    if not origin:
-        origin_allowed: sa.ColumnElement[bool] = sa.false()
-    elif origin == current_settings().app_url:
-        origin_allowed = sa.true()
-    else:
-        origin_allowed = sa.exists().where(ShopDomain.shop_id == Shop.id, ShopDomain.origin == origin)
+    rule = _origin_rule(origin)
+    origin_allowed = sa.literal(rule) if isinstance(rule, bool) else rule
     row = (
         request_session()
         .execute(

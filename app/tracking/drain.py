@@ -19,7 +19,6 @@ Later opens of the same message stay recorded as hits (every open counts) withou
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from app import metrics
 from app.contacts.rules import Collected
 from app.contacts.service import ContactService
 from app.db import upsert
@@ -96,15 +94,6 @@ class HitDrain:
         return len(ids)
 
     def _batch(self, *, limit: int, only_id: int | None = None) -> int:
-        synced: Counter[tuple[str, str]] = Counter()  # (source, action), counted once committed
-        hits = self._batch_in_transaction(limit=limit, only_id=only_id, synced=synced)
-        for source in {source for source, _ in synced}:
-            metrics.record_syncs(source, {a: n for (s, a), n in synced.items() if s == source})
-        return hits
-
-    def _batch_in_transaction(
-        self, *, limit: int, only_id: int | None, synced: Counter[tuple[str, str]]
-    ) -> int:
         keyring = self.contacts.keyring
         with self.contacts.db.write_transaction() as session:
             statement = sa.select(TrackingHit).where(TrackingHit.processed_at.is_(None))
@@ -130,14 +119,12 @@ class HitDrain:
                 )
                 by_shop[row.shop_id].append(_Hit(row, link, (row.kind, link.message_id, recipient)))
             for shop_id, hits in by_shop.items():
-                doomed += self._shop_hits(session, shop_id, hits, now, synced)
+                doomed += self._shop_hits(session, shop_id, hits, now)
             if doomed:
                 session.execute(sa.delete(TrackingHit).where(TrackingHit.id.in_(doomed)))
             return len(rows)
 
-    def _shop_hits(
-        self, session: Session, shop_id: int, hits: list[_Hit], now: Any, synced: Counter[tuple[str, str]]
-    ) -> list[int]:
+    def _shop_hits(self, session: Session, shop_id: int, hits: list[_Hit], now: Any) -> list[int]:
         """Sync one shop's hits; returns the ids of hits to delete (they record nothing)."""
         shop = session.get(Shop, shop_id)
         if shop is None or not shop.installed:
@@ -153,19 +140,17 @@ class HitDrain:
             group = [hit for hit in firsts if hit.key[0] == kind]
             # In this transaction, not sync_batch's own: the claim above and the sync commit together, so
             # a crash between them can neither lose the sync nor let it happen twice.
-            source = Source.CLICK if kind == CLICK else Source.OPEN
             results = self.contacts.sync_in_transaction(
                 session,
                 shop_id,
                 [_collected(hit.link) for hit in group],
-                source=source,
+                source=Source.CLICK if kind == CLICK else Source.OPEN,
                 evidence=[_evidence(hit) for hit in group],
                 write_platform=True,  # rule 9: an open or a click writes the platform customer
                 lift_suppression=False,  # rule 11: a tracking link never lifts an erasure
             )
             for hit, result in zip(group, results, strict=True):
                 contact_of[hit.key] = result.contact_id
-                synced[(str(source), str(result.action))] += 1
         if contact_of:
             for key, contact_id in contact_of.items():
                 if contact_id is not None:
