@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from typing import Any
+from typing import Generic
+from typing import TypeVar
 
 import sqlalchemy as sa
 from flask import Flask
@@ -31,6 +34,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 from werkzeug.routing import IntegerConverter
+
+_Statement = TypeVar("_Statement")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -167,6 +172,19 @@ class Database:
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             yield session
 
+    def autocommit(self) -> sa.Connection | None:
+        """A pooled connection on which each statement is its own transaction, to use as a context manager;
+        None where there is none (SQLite, and tests that bind every session to one connection): the caller
+        then runs its statement in a transaction of its own.
+
+        For single statements on the hottest paths (a submission's shop and its rate-limit counters): no
+        ``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``) round trips around them. psycopg switches autocommit on
+        and off without a round trip."""
+        bind = self.sessionmaker.kw.get("bind")
+        if self.dialect != "postgresql" or not isinstance(bind, sa.Engine):
+            return None
+        return bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
@@ -175,8 +193,33 @@ class Database:
 def upsert(session: Session, table: Any) -> Any:
     """``INSERT`` with ``ON CONFLICT`` for the session's database: PostgreSQL's and SQLite's constructs have
     the same ``on_conflict_do_nothing`` / ``on_conflict_do_update``, but each lives in its own dialect."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return upsert_for(session.get_bind().dialect.name, table)
+
+
+def upsert_for(dialect: str, table: Any) -> Any:
+    """``upsert`` for a database named by its dialect (``"postgresql"`` or ``"sqlite"``)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table)
+
+
+class PerDialect(Generic[_Statement]):
+    """A statement built once for each database, the first time it is needed, then reused.
+
+    On the hottest paths (a storefront submission, its rate limits) building a statement and working out
+    its cache key cost more than running it; a statement built once carries its cache key with it. Build
+    it from tables (``Model.__table__``), not ORM entities: SQLAlchemy runs an ORM-enabled statement through
+    its ORM layer even when it returns plain rows (docs/performance.md, "A storefront submission")."""
+
+    def __init__(self, build: Callable[[str], _Statement]) -> None:
+        self._build = build
+        self._built: dict[str, _Statement] = {}
+
+    def __call__(self, session: Session | sa.Connection) -> _Statement:
+        dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+        statement = self._built.get(dialect)
+        if statement is None:
+            statement = self._built[dialect] = self._build(dialect)
+        return statement
 
 
 def identifier_lock_key(shop_id: int, kind: str, value: str) -> int:
@@ -194,8 +237,12 @@ def lock_identifiers(session: Session, keys: Iterable[int]) -> None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return
+    connection = session.connection()
     for key in sorted(set(keys)):
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        connection.execute(_ADVISORY_LOCK, {"key": key})
+
+
+_ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 
 class RowIdConverter(IntegerConverter):

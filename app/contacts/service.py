@@ -43,9 +43,10 @@ from app.contacts.rules import Candidate
 from app.contacts.rules import Collected
 from app.crypto import Keyring
 from app.db import Database
+from app.db import PerDialect
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
-from app.db import upsert
+from app.db import upsert_for
 from app.db import utcnow
 from app.enums import Consent
 from app.enums import EventKind
@@ -254,7 +255,7 @@ class _Batch:
             steps.append(lambda: _send_copy(session, _CONTACTS, _COLUMNS, contacts_text))
         elif created:
             new_rows = [row.values() for row in created]
-            steps.append(lambda: session.execute(sa.insert(_CONTACTS), new_rows))
+            steps.append(lambda: session.connection().execute(_INSERT_CONTACT, new_rows))
         changed = [
             {
                 "row_id": row.id,
@@ -265,14 +266,14 @@ class _Batch:
             if row.stored is not None and (current := row.synced_values()) != row.stored
         ]
         if changed:
-            steps.append(lambda: session.execute(_UPDATE_CONTACT, changed))
+            steps.append(lambda: session.connection().execute(_UPDATE_CONTACT, changed))
         if len(self.events) >= _COPY_FROM_ROWS and postgres:
             cells = ([event[name] for name in _EVENT_COLUMNS] for event in self.events)
             events_text = _copy_text(session, _EVENTS, _EVENT_COLUMNS, cells)
             steps.append(lambda: _send_copy(session, _EVENTS, _EVENT_COLUMNS, events_text))
         elif self.events:
             events = self.events
-            steps.append(lambda: session.execute(sa.insert(_EVENTS), events))
+            steps.append(lambda: session.connection().execute(_INSERT_EVENT, events))
 
         def send() -> None:
             for step in steps:  # in this order: an event's contact is in the table before the event
@@ -323,6 +324,17 @@ def _send_copy(session: Session, table: sa.Table, columns: Sequence[str], text: 
         copy.write(text)
 
 
+# The statements of the hottest paths, built once (app/db.py, PerDialect, says why).
+_INSERT_CONTACT = sa.insert(_CONTACTS)
+_INSERT_EVENT = sa.insert(_EVENTS)
+_SUPPRESSIONS: sa.Table = Suppression.__table__  # type: ignore[assignment]
+_SUPPRESSED = sa.select(_SUPPRESSIONS.c.id, _SUPPRESSIONS.c.digest).where(
+    _SUPPRESSIONS.c.shop_id == sa.bindparam("shop_id", type_=_SUPPRESSIONS.c.shop_id.type),
+    _SUPPRESSIONS.c.digest.in_(sa.bindparam("digests", expanding=True, type_=_SUPPRESSIONS.c.digest.type)),
+)
+_LIFT_SUPPRESSIONS = sa.delete(_SUPPRESSIONS).where(
+    _SUPPRESSIONS.c.id.in_(sa.bindparam("ids", expanding=True, type_=_SUPPRESSIONS.c.id.type))
+)
 _UPDATE_CONTACT = (
     sa.update(_CONTACTS)
     .where(_CONTACTS.c.id == sa.bindparam("row_id"), _CONTACTS.c.shop_id == sa.bindparam("row_shop_id"))
@@ -640,13 +652,10 @@ class ContactService:
             for value in values:
                 for digest in self.keyring.digests(SUPPRESSION_PURPOSE, f"{kind}:{value}"):
                     by_digest[digest] = (kind, value)
-        rows = session.execute(
-            sa.select(Suppression.id, Suppression.digest).where(
-                Suppression.shop_id == shop_id, Suppression.digest.in_(by_digest)
-            )
-        ).all()
+        connection = session.connection()
+        rows = connection.execute(_SUPPRESSED, {"shop_id": shop_id, "digests": list(by_digest)}).all()
         if lift and rows:
-            session.execute(sa.delete(Suppression).where(Suppression.id.in_([row.id for row in rows])))
+            connection.execute(_LIFT_SUPPRESSIONS, {"ids": [row.id for row in rows]})
             return set()
         return {by_digest[row.digest] for row in rows}
 
@@ -684,13 +693,13 @@ def _lock_batch_identifiers(session: Session, keys: list[int]) -> None:
     if len(keys) <= 2 or session.get_bind().dialect.name != "postgresql":
         lock_identifiers(session, keys)
         return
-    session.execute(
-        sa.text(
-            "SELECT pg_advisory_xact_lock(k)"
-            " FROM unnest(CAST(string_to_array(:keys, ',') AS bigint[])) AS t(k) ORDER BY k"
-        ),
-        {"keys": _joined(sorted(set(keys)), ",")},
-    )
+    session.connection().execute(_ADVISORY_LOCKS, {"keys": _joined(sorted(set(keys)), ",")})
+
+
+_ADVISORY_LOCKS = sa.text(
+    "SELECT pg_advisory_xact_lock(k)"
+    " FROM unnest(CAST(string_to_array(:keys, ',') AS bigint[])) AS t(k) ORDER BY k"
+)
 
 
 def _load_candidates(session: Session, shop_id: int, emails: set[str], phones: set[str]) -> list[_Row]:
@@ -706,14 +715,9 @@ def _load_candidates(session: Session, shop_id: int, emails: set[str], phones: s
         # per batch of 1,000 at 20,000 contacts), and a plain join became a hash join over every contact of
         # the shop (80 ms at 150,000). Then the rows themselves by primary key, only when there are any
         # (a batch of new people has none).
-        ids = session.scalars(
-            sa.text(
-                "SELECT c.id FROM unnest(string_to_array(:emails, E'\\n')) AS v(value) CROSS JOIN LATERAL"
-                " (SELECT id FROM contacts WHERE shop_id = :shop_id AND email = v.value OFFSET 0) AS c"
-                " UNION"
-                " SELECT c.id FROM unnest(string_to_array(:phones, E'\\n')) AS v(value) CROSS JOIN LATERAL"
-                " (SELECT id FROM contacts WHERE shop_id = :shop_id AND phone = v.value OFFSET 0) AS c"
-            ),
+        connection = session.connection()
+        ids = connection.scalars(
+            _CANDIDATE_IDS,
             {
                 "shop_id": shop_id,
                 "emails": _joined(sorted(emails), "\n"),
@@ -722,27 +726,41 @@ def _load_candidates(session: Session, shop_id: int, emails: set[str], phones: s
         ).all()
         if not ids:
             return []
-        condition = _CONTACTS.c.id == sa.any_(sa.bindparam("ids", sorted(ids), type_=_BIGINT_ARRAY))
-    else:
-        conditions = []
-        if emails:
-            conditions.append(_CONTACTS.c.email.in_(sorted(emails)))
-        if phones:
-            conditions.append(_CONTACTS.c.phone.in_(sorted(phones)))
-        condition = sa.or_(*conditions)
-    # FOR UPDATE: a sync holding other identifiers may be updating the same contact (say, one that has
-    # both our email and their phone); wait for it and read what it committed. SQLite has no row locks
-    # and needs none: BEGIN IMMEDIATE already serialises writers.
+        rows = connection.execute(_CANDIDATES_BY_ID, {"shop_id": shop_id, "ids": sorted(ids)})
+        return [_Row.loaded(values) for values in rows.mappings()]
+    conditions = []
+    if emails:
+        conditions.append(_CONTACTS.c.email.in_(sorted(emails)))
+    if phones:
+        conditions.append(_CONTACTS.c.phone.in_(sorted(phones)))
+    # SQLite has no row locks and needs none: BEGIN IMMEDIATE already serialises writers.
     statement = (
         sa.select(_CONTACTS)
-        .where(_CONTACTS.c.shop_id == shop_id, condition)
+        .where(_CONTACTS.c.shop_id == shop_id, sa.or_(*conditions))
         .order_by(_CONTACTS.c.id)
-        .with_for_update()
     )
     return [_Row.loaded(values) for values in session.execute(statement).mappings()]
 
 
 _BIGINT_ARRAY = postgresql.ARRAY(sa.BigInteger())
+_CANDIDATE_IDS = sa.text(
+    "SELECT c.id FROM unnest(string_to_array(:emails, E'\\n')) AS v(value) CROSS JOIN LATERAL"
+    " (SELECT id FROM contacts WHERE shop_id = :shop_id AND email = v.value OFFSET 0) AS c"
+    " UNION"
+    " SELECT c.id FROM unnest(string_to_array(:phones, E'\\n')) AS v(value) CROSS JOIN LATERAL"
+    " (SELECT id FROM contacts WHERE shop_id = :shop_id AND phone = v.value OFFSET 0) AS c"
+)
+# FOR UPDATE: a sync holding other identifiers may be updating the same contact (say, one that has both our
+# email and their phone); wait for it and read what it committed.
+_CANDIDATES_BY_ID = (
+    sa.select(_CONTACTS)
+    .where(
+        _CONTACTS.c.shop_id == sa.bindparam("shop_id", type_=_CONTACTS.c.shop_id.type),
+        _CONTACTS.c.id == sa.any_(sa.bindparam("ids", type_=_BIGINT_ARRAY)),
+    )
+    .order_by(_CONTACTS.c.id)
+    .with_for_update()
+)
 
 
 def _joined(values: Sequence[object], separator: str) -> str:
@@ -870,11 +888,18 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
         }
         for contact_id in contact_ids
     ]
-    where = sa.text("status = 'pending' AND kind = 'push_contact'")
-    session.execute(
-        upsert(session, OutboxItem).on_conflict_do_nothing(index_elements=["contact_id"], index_where=where),
-        rows,
+    connection = session.connection()
+    connection.execute(_ENQUEUE_PUSH(connection), rows)
+
+
+_OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]
+# Joins the contact's waiting push if it has one (the partial unique index uq_outbox_items_pending_push).
+_ENQUEUE_PUSH = PerDialect(
+    lambda dialect: upsert_for(dialect, _OUTBOX).on_conflict_do_nothing(
+        index_elements=[_OUTBOX.c.contact_id],
+        index_where=sa.text("status = 'pending' AND kind = 'push_contact'"),
     )
+)
 
 
 def _identify_job(

@@ -7,6 +7,7 @@ PostgreSQL and SQLite.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import date
 from datetime import timedelta
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from app.db import Database
-from app.db import upsert
+from app.db import PerDialect
+from app.db import upsert_for
 from app.db import utcnow
 from app.models import FormDailyStat
 
@@ -36,16 +38,27 @@ def count_in(
     session: Session, form_id: int, what: Literal["views", "submissions"], day: date | None = None
 ) -> None:
     """``count`` inside the caller's transaction (a submission counts in the transaction of its sync)."""
-    statement = upsert(session, FormDailyStat).values(
-        form_id=form_id,
-        day=day or utcnow().date(),
-        views=int(what == "views"),
-        submissions=int(what == "submissions"),
+    connection = session.connection()
+    connection.execute(_COUNT[what](connection), {"form_id": form_id, "day": day or utcnow().date()})
+
+
+def _build_count(dialect: str, what: str) -> sa.Insert:
+    return (
+        upsert_for(dialect, _STATS)
+        .values(
+            form_id=sa.bindparam("form_id", type_=_STATS.c.form_id.type),
+            day=sa.bindparam("day", type_=_STATS.c.day.type),
+            views=int(what == "views"),
+            submissions=int(what == "submissions"),
+        )
+        .on_conflict_do_update(
+            index_elements=[_STATS.c.form_id, _STATS.c.day], set_={what: _STATS.c[what] + 1}
+        )
     )
-    column = getattr(FormDailyStat, what)
-    session.execute(
-        statement.on_conflict_do_update(index_elements=["form_id", "day"], set_={what: column + 1})
-    )
+
+
+_STATS: sa.Table = FormDailyStat.__table__  # type: ignore[assignment]
+_COUNT = {what: PerDialect(functools.partial(_build_count, what=what)) for what in ("views", "submissions")}
 
 
 def recent_stats(

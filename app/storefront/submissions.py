@@ -155,11 +155,21 @@ def _locked_form(session: Session, shop_id: int, form_id: int | None) -> Any:
     """The shop's form (its id and tag), share-locked until the transaction ends; None if there is none."""
     if form_id is None:
         return None
-    return session.execute(
-        sa.select(Form.id, Form.tag)
-        .where(Form.shop_id == shop_id, Form.id == form_id)
-        .with_for_update(read=True)
-    ).first()
+    connection = session.connection()
+    return connection.execute(_LOCKED_FORM, {"shop_id": shop_id, "form_id": form_id}).first()
+
+
+_FORMS: sa.Table = Form.__table__  # type: ignore[assignment]
+# Built once (app/db.py, PerDialect says why); SQLite compiles FOR SHARE to nothing (BEGIN IMMEDIATE holds
+# the only write lock there is).
+_LOCKED_FORM = (
+    sa.select(_FORMS.c.id, _FORMS.c.tag)
+    .where(
+        _FORMS.c.shop_id == sa.bindparam("shop_id", type_=_FORMS.c.shop_id.type),
+        _FORMS.c.id == sa.bindparam("form_id", type_=_FORMS.c.id.type),
+    )
+    .with_for_update(read=True)
+)
 
 
 def parse_form_id(value: Any) -> int | None:

@@ -203,22 +203,42 @@ class _ShopOfSubmission:
 
 def _submitting_shop(domain: str, origin: str | None) -> tuple[_ShopOfSubmission, bool] | None:
     """The installed shop and whether ``origin`` may post for it (``_origin_rule``), in one query: the
-    hottest route reads no more than it needs."""
+    hottest route reads no more than it needs, with a statement built once."""
     try:
         _, canonical = normalize_shop_domain(domain)
     except ShopError:
         return None
     rule = _origin_rule(origin)
-    origin_allowed = sa.literal(rule) if isinstance(rule, bool) else rule
-    row = (
-        request_session()
-        .execute(
-            sa.select(Shop.id, Shop.region, origin_allowed).where(
-                Shop.domain == canonical, Shop.uninstalled_at.is_(None)
-            )
-        )
-        .first()
-    )
+    if isinstance(rule, bool):
+        statement, params = _SHOP_DECIDED_ORIGIN, {"domain": canonical, "allowed": rule}
+    else:
+        statement, params = _SHOP_AND_ORIGIN, {"domain": canonical, "origin": origin}
+    autocommit = get_database().autocommit()
+    if autocommit is None:
+        row = request_session().connection().execute(statement, params).first()
+    else:
+        with autocommit as connection:
+            row = connection.execute(statement, params).first()
     if row is None:
         return None
     return _ShopOfSubmission(row[0], row[1]), bool(row[2])
+
+
+_SHOPS: sa.Table = Shop.__table__  # type: ignore[assignment]
+_DOMAINS: sa.Table = ShopDomain.__table__  # type: ignore[assignment]
+_INSTALLED_SHOP = (
+    _SHOPS.c.domain == sa.bindparam("domain", type_=_SHOPS.c.domain.type),
+    _SHOPS.c.uninstalled_at.is_(None),
+)
+# _origin_rule's two shapes, each built once: decided without the database, or one of the shop's origins.
+_SHOP_DECIDED_ORIGIN = sa.select(
+    _SHOPS.c.id, _SHOPS.c.region, sa.bindparam("allowed", type_=sa.Boolean())
+).where(*_INSTALLED_SHOP)
+_SHOP_AND_ORIGIN = sa.select(
+    _SHOPS.c.id,
+    _SHOPS.c.region,
+    sa.exists().where(
+        _DOMAINS.c.shop_id == _SHOPS.c.id,
+        _DOMAINS.c.origin == sa.bindparam("origin", type_=_DOMAINS.c.origin.type),
+    ),
+).where(*_INSTALLED_SHOP)
