@@ -4,9 +4,9 @@ The default ``DatabaseRateLimiter`` keeps one row per key and window in ``rate_l
 with ``INSERT … ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 RETURNING count``: the
 database adds under the row's lock, so N processes allowed "20 a minute" let exactly 20 through, where
 per-process counters would let 20 times N. On PostgreSQL every limit of a request is counted by one
-autocommitted statement (``_chained_counts``), the cheapest write a submission makes. Anything with the ``RateLimiter`` interface can replace it (a Redis
-``INCR`` + ``EXPIRE`` per key and window does the same with no database writes; see docs/storefront.md,
-"Rate limits").
+autocommitted statement (``_chained_counts``), the cheapest write a submission makes. Anything with the
+``RateLimiter`` interface can replace it (a Redis ``INCR`` + ``EXPIRE`` per key and window does the same
+with no database writes; see docs/storefront.md, "Rate limits").
 
 The client address comes from ``client_address``: the socket peer when ``PROXY_COUNT`` is 0, else the
 ``X-Forwarded-For`` entry that many hops from the right (werkzeug's ProxyFix, applied in ``create_app``),

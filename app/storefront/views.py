@@ -49,27 +49,27 @@ FORMS_MAX_AGE = 60
 SCRIPT_MAX_AGE = 300
 
 
-def _origin_rule(origin: str | None) -> bool | sa.ColumnElement[bool]:
+def _origin_rule(origin: str | None) -> bool | None:
     """A browser origin may post for a shop when it is one of the shop's storefront origins; the app's own
-    origin (the demo storefront it serves) always, no origin never. Decided here, or a condition on the
-    ``Shop`` a query selects."""
+    origin (the demo storefront it serves) always, no origin never. Decided here, or None: the shop's
+    storefront origins decide (``_ORIGIN_OF_SHOP``, in the query that reads the shop)."""
     if not origin:
         return False
     if origin == current_settings().app_url:
         return True
-    return sa.exists().where(ShopDomain.shop_id == Shop.id, ShopDomain.origin == origin)
+    return None
 
 
 def _allowed_origin(origin: str | None, shop: Shop | None) -> bool:
     """``_origin_rule`` for ``shop``. Without a shop (a preflight, which carries no body), any installed
     shop's origin is enough; the POST re-checks against its own shop."""
     rule = _origin_rule(origin)
-    if isinstance(rule, bool):
+    if rule is not None:
         return rule
-    statement = sa.select(Shop.id).where(Shop.uninstalled_at.is_(None), rule)
+    statement = sa.select(_SHOPS.c.id).where(_SHOPS.c.uninstalled_at.is_(None), _ORIGIN_OF_SHOP)
     if shop is not None:
-        statement = statement.where(Shop.id == shop.id)
-    return request_session().scalar(statement.limit(1)) is not None
+        statement = statement.where(_SHOPS.c.id == shop.id)
+    return request_session().scalar(statement.limit(1), {"origin": origin}) is not None
 
 
 def _with_cors(response: Response, origin: str | None) -> Response:
@@ -209,10 +209,10 @@ def _submitting_shop(domain: str, origin: str | None) -> tuple[_ShopOfSubmission
     except ShopError:
         return None
     rule = _origin_rule(origin)
-    if isinstance(rule, bool):
-        statement, params = _SHOP_DECIDED_ORIGIN, {"domain": canonical, "allowed": rule}
-    else:
+    if rule is None:
         statement, params = _SHOP_AND_ORIGIN, {"domain": canonical, "origin": origin}
+    else:
+        statement, params = _SHOP_DECIDED_ORIGIN, {"domain": canonical, "allowed": rule}
     autocommit = get_database().autocommit()
     if autocommit is None:
         row = request_session().connection().execute(statement, params).first()
@@ -230,15 +230,12 @@ _INSTALLED_SHOP = (
     _SHOPS.c.domain == sa.bindparam("domain", type_=_SHOPS.c.domain.type),
     _SHOPS.c.uninstalled_at.is_(None),
 )
+_ORIGIN_OF_SHOP = sa.exists().where(
+    _DOMAINS.c.shop_id == _SHOPS.c.id,
+    _DOMAINS.c.origin == sa.bindparam("origin", type_=_DOMAINS.c.origin.type),
+)
 # _origin_rule's two shapes, each built once: decided without the database, or one of the shop's origins.
 _SHOP_DECIDED_ORIGIN = sa.select(
     _SHOPS.c.id, _SHOPS.c.region, sa.bindparam("allowed", type_=sa.Boolean())
 ).where(*_INSTALLED_SHOP)
-_SHOP_AND_ORIGIN = sa.select(
-    _SHOPS.c.id,
-    _SHOPS.c.region,
-    sa.exists().where(
-        _DOMAINS.c.shop_id == _SHOPS.c.id,
-        _DOMAINS.c.origin == sa.bindparam("origin", type_=_DOMAINS.c.origin.type),
-    ),
-).where(*_INSTALLED_SHOP)
+_SHOP_AND_ORIGIN = sa.select(_SHOPS.c.id, _SHOPS.c.region, _ORIGIN_OF_SHOP).where(*_INSTALLED_SHOP)
