@@ -428,7 +428,13 @@ def _csv_chunks(rows: Iterable[Sequence[str]]) -> Iterator[str]:
 def _text_cell(value: str | None) -> str:
     if value is None:
         return ""
+    # Most cells start with a letter or a digit: one set look-up decides them (``formula_like`` for the rest).
+    if value[:1] not in _FORMULA_OR_BLANK_FIRST:
+        return value
     return "'" + value if formula_like(value) else value
+
+
+_FORMULA_OR_BLANK_FIRST = frozenset(FORMULA_STARTS) | frozenset(_LEADING_BLANKS) | {""}
 
 
 def _row_cells(row: Sequence[Any]) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ plain reading below (ORM mappings, one page) writes, page boundaries and filters
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from typing import Any
 
@@ -16,10 +17,13 @@ from app.contacts.csvio import export_lines
 from app.contacts.rules import Collected
 from app.contacts.rules import ConsentIntent
 from app.contacts.service import ContactService
+from app.crypto import Keyring
 from app.db import Database
 from app.enums import Source
 from app.models import Contact
 from app.models import Shop
+from app.shops import register_shop
+from tests.conftest import TEST_SECRET_KEY
 from tests.conftest import add_shop
 
 
@@ -57,3 +61,25 @@ def test_the_fast_reader_writes_the_same_csv(
         assert "'=cmd|' /C calc'!A0" in expected
         assert "'-dash@example.com" in expected
         assert '"vip, b2b"' in expected
+
+
+@pytest.mark.postgresql
+def test_the_next_page_read_on_another_thread_changes_nothing(fresh_database: sa.Engine) -> None:
+    """On PostgreSQL with a pool (not the tests' one bound connection) the next page is read while the
+    caller writes this one: the same CSV at every page size, and a download stopped early ends at once."""
+    db = Database(str(fresh_database.url), engine=fresh_database)
+    assert db.parallel_transactions
+    keyring = Keyring(TEST_SECRET_KEY)
+    with db.write_transaction() as session:
+        shop = register_shop(session, keyring, platform="shopify", domain="pages.myshopify.com", token="t")
+    ContactService(db, keyring).sync_batch(shop.id, RECORDS, source=Source.IMPORT)
+    with db.sessionmaker() as session:
+        statement = export_statement(session, shop.id)
+    expected = "".join(export_lines(mapping_rows(db, statement)))
+    assert expected.count("\r\n") == len(RECORDS) + 1
+    for page in (1, 2, 3, len(RECORDS), queries.EXPORT_PAGE):
+        assert "".join(export_lines(queries.export_rows(db, statement, page=page))) == expected
+    rows = queries.export_rows(db, statement, page=1)
+    assert next(rows)[1] == "ann@example.com"
+    rows.close()  # the client went away: the page being read ahead is waited for, nothing is left running
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("popsync-export")]
