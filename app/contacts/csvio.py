@@ -11,8 +11,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import re
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -467,7 +469,14 @@ def export_lines(contacts: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Itera
     with the CSV columns' names, or a row of the contact's id and then the CSV columns in order (what
     ``queries.export_rows`` reads: the fast way)."""
     yield from csv_lines([COLUMNS])
-    yield from _csv_chunks(export_cells(c) if isinstance(c, Mapping) else _row_cells(c) for c in contacts)
+    rows = iter(contacts)
+    first = next(rows, None)
+    if first is None:
+        return
+    # Every contact of one export has the same shape: the first one chooses (an ABC check per row cost
+    # a tenth of the export's time).
+    cells: Callable[[Any], Sequence[str]] = export_cells if isinstance(first, Mapping) else _row_cells
+    yield from _csv_chunks(map(cells, itertools.chain((first,), rows)))
 
 
 def utf8_bytes(lines: Iterable[str]) -> Iterator[bytes]:
