@@ -103,6 +103,8 @@ def test_tokens_from_another_install_or_tampered_lead_nowhere(
         "A" * len(genuine),
         genuine.replace("-", "+").replace("_", "/"),
     ):
+        if forged == genuine:
+            continue  # a token without "-" or "_" (about one in 33) has no other base64 spelling
         assert_dead_end(client.get(f"/t/c/{forged}"))
     # A token is not a URL: extra path or query never changes where it leads.
     answer = client.get(f"/t/c/{genuine}?url=https://elsewhere.example&next=//elsewhere.example")
