@@ -533,7 +533,7 @@ class ContactService:
             [identifier_lock_key(shop_id, "email", e) for e in emails]
             + [identifier_lock_key(shop_id, "phone", p) for p in phones],
         )
-        if len(records) == 1 and session.get_bind().dialect.name == "postgresql":
+        if len(records) == 1 and (emails or phones) and session.get_bind().dialect.name == "postgresql":
             suppressed, batch = self._read_one(session, shop_id, emails, phones, lift=lift_suppression)
         else:
             suppressed = self._suppressed_identifiers(session, shop_id, emails, phones, lift=lift_suppression)
@@ -689,8 +689,8 @@ class ContactService:
                 batch.reserved = [number]
         if contact_ids:
             rows = connection.execute(_CANDIDATES_BY_ID, {"shop_id": shop_id, "ids": sorted(contact_ids)})
-            for values in rows.mappings():
-                batch.add(_Row.loaded(values))
+            for row in rows.mappings():
+                batch.add(_Row.loaded(row))
         if lift and suppressions:
             connection.execute(_LIFT_SUPPRESSIONS, {"ids": [number for number, _ in suppressions]})
             return set(), batch
@@ -921,7 +921,10 @@ def _event_action(decision: rules.Decision) -> str:
 
 
 def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: datetime) -> None:
-    """One waiting push per contact: a later sync joins the waiting row instead of adding another."""
+    """One waiting push per contact: a later sync joins the waiting row instead of adding another.
+
+    Runs on the session's connection, without the ORM: a contact added to the session as an ORM object
+    must be flushed first (every caller does), or its row is not there for the push to refer to."""
     if not contact_ids:
         return
     rows = [

@@ -112,7 +112,10 @@ class DatabaseRateLimiter:
             return Verdict(allowed=True)
         starts = [window_start(now, limit.rate.period) for limit in active]
         keys = [limit.key[:_KEY_MAX_LENGTH] for limit in active]
-        autocommit = self.database.autocommit()
+        # One statement cannot add to the same row twice (ON CONFLICT DO UPDATE refuses): a request that
+        # counts one key's window twice takes the transaction's way.
+        distinct = len(set(zip(keys, starts, strict=True))) == len(keys)
+        autocommit = self.database.autocommit() if distinct else None
         if autocommit is None:
             counts = self._count_in_transaction(active, keys, starts, now)
         else:

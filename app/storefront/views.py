@@ -209,6 +209,7 @@ def _submitting_shop(domain: str, origin: str | None) -> tuple[_ShopOfSubmission
     except ShopError:
         return None
     rule = _origin_rule(origin)
+    params: dict[str, object]
     if rule is None:
         statement, params = _SHOP_AND_ORIGIN, {"domain": canonical, "origin": origin}
     else:

@@ -182,6 +182,32 @@ def test_old_windows_are_deleted_opportunistically(db: Database, monkeypatch: py
     assert keys == {"test:recent", "test:new"}
 
 
+def test_a_limit_that_refuses_leaves_the_later_ones_uncounted_on_a_real_database(
+    fresh_database: sa.Engine,
+) -> None:
+    """With its own pool (PostgreSQL: every limit in one autocommitted statement), as with the tests' one
+    connection above: the first limit over refuses, the later ones are not counted, and one key counted
+    twice in a request is added to twice."""
+    limiter = DatabaseRateLimiter(Database(str(fresh_database.url), engine=fresh_database))
+
+    def counts() -> dict[str, int]:
+        with fresh_database.connect() as connection:
+            rows = connection.execute(sa.select(RateLimitCounter.key, RateLimitCounter.count))
+            return {row.key: row.count for row in rows}
+
+    limits = [Limit("test:client:x", RateLimit(1, 60)), Limit("test:shop:x", RateLimit(100, 60))]
+    assert limiter.hit(limits, NOON).allowed
+    verdict = limiter.hit(limits, NOON)
+    assert (verdict.allowed, verdict.refused_by) == (False, "test:client:x")
+    assert counts() == {"test:client:x": 2, "test:shop:x": 1}
+    shop_over = [Limit("test:client:y", RateLimit(5, 60)), Limit("test:shop:x", RateLimit(1, 60))]
+    verdict = limiter.hit(shop_over, NOON)
+    assert (verdict.allowed, verdict.refused_by) == (False, "test:shop:x")
+    twice = [Limit("test:twice", RateLimit(5, 60)), Limit("test:twice", RateLimit(50, 60))]
+    assert limiter.hit(twice, NOON).allowed
+    assert counts() == {"test:client:x": 2, "test:shop:x": 2, "test:client:y": 1, "test:twice": 2}
+
+
 def test_counts_are_exact_across_processes(fresh_database: sa.Engine) -> None:
     """Separate apps (as separate processes would have), one real database, all hitting at once."""
     url = fresh_database.url.render_as_string(hide_password=False)
