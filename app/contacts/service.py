@@ -647,17 +647,20 @@ class ContactService:
             # Most shops have erased nobody: one cheap probe spares an import batch its 1,500 keyed
             # hashes and the look-up of each.
             return set()
+        by_digest = self._suppression_digests(emails, phones)
+        connection = session.connection()
+        rows = connection.execute(_SUPPRESSED, {"shop_id": shop_id, "digests": list(by_digest)}).all()
+        return _suppressed_or_lifted(connection, by_digest, [(row.id, row.digest) for row in rows], lift)
+
+    def _suppression_digests(self, emails: set[str], phones: set[str]) -> dict[str, tuple[str, str]]:
+        """The keyed hashes under which the identifiers would be on the erasure list (every key held),
+        each with its identifier."""
         by_digest: dict[str, tuple[str, str]] = {}
         for kind, values in (("email", emails), ("phone", phones)):
             for value in values:
                 for digest in self.keyring.digests(SUPPRESSION_PURPOSE, f"{kind}:{value}"):
                     by_digest[digest] = (kind, value)
-        connection = session.connection()
-        rows = connection.execute(_SUPPRESSED, {"shop_id": shop_id, "digests": list(by_digest)}).all()
-        if lift and rows:
-            connection.execute(_LIFT_SUPPRESSIONS, {"ids": [row.id for row in rows]})
-            return set()
-        return {by_digest[row.digest] for row in rows}
+        return by_digest
 
     def _read_one(
         self, session: Session, shop_id: int, emails: set[str], phones: set[str], *, lift: bool
@@ -665,11 +668,7 @@ class ContactService:
         """PostgreSQL, one record (a submission, an open): what ``_suppressed_identifiers`` and
         ``_load_candidates`` read, and the id a new contact would take, in one statement (``_READ_ONE``)
         instead of three; the candidates' rows then by id, only when there are any."""
-        by_digest: dict[str, tuple[str, str]] = {}
-        for kind, values in (("email", emails), ("phone", phones)):
-            for value in values:
-                for digest in self.keyring.digests(SUPPRESSION_PURPOSE, f"{kind}:{value}"):
-                    by_digest[digest] = (kind, value)
+        by_digest = self._suppression_digests(emails, phones)
         connection = session.connection()
         params = {
             "shop_id": shop_id,
@@ -691,10 +690,7 @@ class ContactService:
             rows = connection.execute(_CANDIDATES_BY_ID, {"shop_id": shop_id, "ids": sorted(contact_ids)})
             for row in rows.mappings():
                 batch.add(_Row.loaded(row))
-        if lift and suppressions:
-            connection.execute(_LIFT_SUPPRESSIONS, {"ids": [number for number, _ in suppressions]})
-            return set(), batch
-        return {by_digest[digest] for _, digest in suppressions}, batch
+        return _suppressed_or_lifted(connection, by_digest, suppressions, lift), batch
 
     def suppress(self, session: Session, shop_id: int, kind: str, value: str) -> None:
         """Put an identifier on the shop's erasure list as a keyed hash (rule 11)."""
@@ -706,6 +702,20 @@ class ContactService:
         )
         if exists is None:
             session.add(Suppression(shop_id=shop_id, kind=kind, digest=digest))
+
+
+def _suppressed_or_lifted(
+    connection: sa.Connection,
+    by_digest: Mapping[str, tuple[str, str]],
+    found: Sequence[tuple[int, str]],
+    lift: bool,
+) -> set[tuple[str, str]]:
+    """The identifiers whose erasure-list entries (id, digest) were found; none when the sync lifts them
+    (rule 11: a new submission lifts its own), the entries then deleted."""
+    if lift and found:
+        connection.execute(_LIFT_SUPPRESSIONS, {"ids": [entry_id for entry_id, _ in found]})
+        return set()
+    return {by_digest[digest] for _, digest in found}
 
 
 def _rule_defaults(

@@ -92,11 +92,15 @@ def _build_count(dialect: str) -> sa.Insert:
 
 _COUNTERS: sa.Table = RateLimitCounter.__table__  # type: ignore[assignment]
 _count = PerDialect(_build_count)
-_cleanup = PerDialect(
-    lambda _dialect: sa.delete(_COUNTERS).where(
-        _COUNTERS.c.window_start < sa.bindparam("before", type_=_COUNTERS.c.window_start.type)
-    )
+_CLEANUP = sa.delete(_COUNTERS).where(
+    _COUNTERS.c.window_start < sa.bindparam("before", type_=_COUNTERS.c.window_start.type)
 )
+
+
+def _clean_up_now_and_then(connection: sa.Connection, counts: Sequence[int | None], now: datetime) -> None:
+    """About one request in ``_CLEANUP_ONE_IN`` that opens a new window deletes the windows that are over."""
+    if 1 in counts and random.randrange(_CLEANUP_ONE_IN) == 0:  # noqa: S311 - not a secret
+        connection.execute(_CLEANUP, {"before": now - _LONGEST_PERIOD})
 
 
 class DatabaseRateLimiter:
@@ -143,8 +147,7 @@ class DatabaseRateLimiter:
         for index, (limit, key, start) in enumerate(zip(limits, keys, starts, strict=True)):
             params |= {f"key{index}": key, f"start{index}": start, f"limit{index}": limit.rate.limit}
         counts = list(connection.execute(_chained_counts(len(limits)), params).one())
-        if 1 in counts and random.randrange(_CLEANUP_ONE_IN) == 0:  # noqa: S311 - not a secret
-            connection.execute(_cleanup(connection), {"before": now - _LONGEST_PERIOD})
+        _clean_up_now_and_then(connection, counts, now)
         return counts
 
     def _count_in_transaction(
@@ -161,8 +164,7 @@ class DatabaseRateLimiter:
                 counts[index] = counted
                 if counted > limit.rate.limit:
                     break
-            if 1 in counts and random.randrange(_CLEANUP_ONE_IN) == 0:  # noqa: S311 - not a secret
-                connection.execute(_cleanup(connection), {"before": now - _LONGEST_PERIOD})
+            _clean_up_now_and_then(connection, counts, now)
         return counts
 
 
