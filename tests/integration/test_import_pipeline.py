@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import StatementError
 
+from app.contacts.csvio import RowError
+from app.contacts.import_rows import parsed_ahead
+from app.contacts.import_rows import parsed_batches
+from app.contacts.rules import Collected
+from app.contacts.rules import ConsentIntent
 from app.contacts.service import ContactService
 from app.contacts.service import OpenBatch
 from app.crypto import Keyring
@@ -221,3 +227,37 @@ def test_a_file_that_breaks_under_the_parsing_process_fails_the_import_with_the_
         # The rows before the break were imported (the text is decoded a few kilobytes at a time, so the
         # break shows a little before the reader reaches its row).
         assert 1500 <= failed.processed < 2000
+
+
+@pytest.mark.nodb
+@pytest.mark.usefixtures("no_children_left")
+def test_rows_parsed_by_the_parsing_process_arrive_as_parsed_here(tmp_path: Path) -> None:
+    # Rows cross the pipe packed as tuples (a Collected's fields in order): every field and every row
+    # error must come back exactly as parsing them in this process gives them.
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "email,phone,first_name,last_name,birthday,gender,country,email_consent,sms_consent,tags\n"
+        'ann@example.com,+14155550100,Ann,Lee,1990-04-02,female,US,yes,no,"vip, newsletter"\n'
+        "not-an-email,,Bob,,,,,,,\n"
+        ",+14155550101,,,,,CA,,subscribed,\n",
+        encoding="utf-8",
+    )
+    today = date(2026, 11, 30)
+    here = [row for batch in parsed_batches(str(path), 0, 2, "US", today) for row in batch]
+    with parsed_ahead(str(path), 0, 2, "US", today) as batches:
+        there = [row for batch in batches for row in batch]
+    assert there == here
+    assert [type(parsed) for _, parsed in there] == [Collected, RowError, Collected]
+    ann = there[0][1]
+    assert isinstance(ann, Collected)
+    assert (ann.email, ann.phone, ann.birthday, ann.country) == (
+        "ann@example.com", "+14155550100", date(1990, 4, 2), "US"
+    )  # fmt: skip
+    assert (ann.email_consent, ann.tags, ann.may_resubscribe) == (
+        ConsentIntent.SUBSCRIBE,
+        ("vip", "newsletter"),
+        False,
+    )
+    assert there[1][0] == 3
+    assert isinstance(there[1][1], RowError)
+    assert there[1][1].message.startswith("email: is not a valid email address")
