@@ -7,6 +7,12 @@ trace, and reads from the trace every main-thread slice that runs popup.js (its 
 its callbacks: the idle-time forms fetch, the trigger's timer) until the popup's trigger fires. Also the
 page's cumulative layout shift until then. Each figure is the worst of ``--runs`` page loads.
 
+A slice's work is its thread time (the trace's ``tdur``: CPU time on the main thread), the figure the
+budget is about; its wall time (``dur``) is printed beside it. On a busy machine the two part: on this
+2-core one, with Chromium's browser, GPU and network processes and the demo server on the same cores, an
+idle-time callback doing 0.8-1.1 ms of work has measured anywhere from 0.9 to 13 ms of wall time, because
+the renderer was descheduled inside it.
+
 The reference, measured in the same run: the same page with ``popup.js`` blocked (the page without the
 popup), its main-thread task and script time over the same time as the load with the popup (Chromium's
 ``Performance.getMetrics``: TaskDuration, ScriptDuration; the popup's load adds its slices above plus the
@@ -66,8 +72,9 @@ def _main_thread(events: list[dict[str, Any]]) -> set[tuple[int, int]]:
     }
 
 
-def popup_slices(trace: dict[str, Any]) -> list[tuple[str, float, float]]:
-    """(event, start ms, duration ms) of the main-thread slices that run popup.js."""
+def popup_slices(trace: dict[str, Any]) -> list[tuple[str, float, float, float]]:
+    """(event, start ms, wall ms, thread ms) of the main-thread slices that run popup.js. A slice without a
+    thread time (none is recorded for it) counts its wall time as its work."""
     events = trace.get("traceEvents", trace if isinstance(trace, list) else [])
     main = _main_thread(events)
     found = []
@@ -79,7 +86,10 @@ def popup_slices(trace: dict[str, Any]) -> list[tuple[str, float, float]]:
         data = (event.get("args") or {}).get("data") or {}
         url = str(data.get("url") or data.get("scriptName") or "")
         if "popup.js" in url:
-            found.append((event["name"], event.get("ts", 0) / 1000.0, event.get("dur", 0) / 1000.0))
+            wall = event.get("dur", 0) / 1000.0
+            found.append(
+                (event["name"], event.get("ts", 0) / 1000.0, wall, event.get("tdur", wall * 1000) / 1000.0)
+            )
     return found
 
 
@@ -129,8 +139,8 @@ def measure(origin: str, runs: int, slowdown: float, *, verbose: bool = False) -
     from playwright.sync_api import sync_playwright
 
     worst = dict.fromkeys(
-        ("load_longest_ms", "load_total_ms", "open_ms", "layout_shift", "task_ms", "script_ms",
-         "without_task_ms", "without_script_ms", "without_layout_shift"),
+        ("load_longest_ms", "load_longest_wall_ms", "load_total_ms", "open_ms", "layout_shift", "task_ms",
+         "script_ms", "without_task_ms", "without_script_ms", "without_layout_shift"),
         0.0,
     )  # fmt: skip
     with sync_playwright() as playwright:
@@ -155,12 +165,16 @@ def measure(origin: str, runs: int, slowdown: float, *, verbose: bool = False) -
             if len(slices) < 2:
                 raise SystemExit("the trace shows no popup.js work: did the page load the script?")
             # The last slice is the trigger firing and building the dialog; everything before it is load.
-            *load, (_, _, opening) = slices
+            *load, (_, _, _, opening) = slices
             if verbose:
-                for name, start, duration in slices:
-                    print(f"    {name:18} t={start - slices[0][1]:9.1f} ms  {duration:7.2f} ms")
-            worst["load_longest_ms"] = max(worst["load_longest_ms"], max(d for _, _, d in load))
-            worst["load_total_ms"] = max(worst["load_total_ms"], sum(d for _, _, d in load))
+                for name, start, wall, work in slices:
+                    offset = start - slices[0][1]
+                    print(f"    {name:18} t={offset:9.1f} ms  work {work:7.2f} ms  wall {wall:7.2f} ms")
+            worst["load_longest_ms"] = max(worst["load_longest_ms"], max(work for *_, work in load))
+            worst["load_longest_wall_ms"] = max(
+                worst["load_longest_wall_ms"], max(wall for _, _, wall, _ in load)
+            )
+            worst["load_total_ms"] = max(worst["load_total_ms"], sum(work for *_, work in load))
             worst["open_ms"] = max(worst["open_ms"], opening)
             worst["layout_shift"] = max(worst["layout_shift"], float(shift))
             # 2. The page's main-thread time with the popup, until the dialog shows (untraced) …
@@ -204,9 +218,11 @@ def main() -> None:
         f"popup.js in Chromium, worst of {args.runs} loads of /demo/store, "
         f"CPU slowdown x{args.cpu_slowdown:g}:"
     )
-    print(f"  longest main-thread slice at page load:   {figures['load_longest_ms']:6.2f} ms  (budget 10 ms)")
+    longest = figures["load_longest_ms"]
+    print(f"  longest main-thread slice at page load:   {longest:6.2f} ms of work  (budget 10 ms)")
+    print(f"    the same slices' longest wall time:     {figures['load_longest_wall_ms']:6.2f} ms")
     print(f"  all popup.js work at page load:           {figures['load_total_ms']:6.2f} ms")
-    print(f"  building the dialog when the trigger fires: {figures['open_ms']:6.2f} ms")
+    print(f"  building the dialog when the trigger fires: {figures['open_ms']:6.2f} ms of work")
     print(f"  layout shift before the popup opens:      {figures['layout_shift']:6.4f}     (budget 0)")
     print(
         f"  the page's main-thread tasks / script until the dialog shows: {figures['task_ms']:7.2f}"
