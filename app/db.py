@@ -23,6 +23,7 @@ from typing import Any
 from typing import Generic
 from typing import TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from flask import Flask
 from flask import g
@@ -220,6 +221,44 @@ class PerDialect(Generic[_Statement]):
         if statement is None:
             statement = self._built[dialect] = self._build(dialect)
         return statement
+
+
+@contextmanager
+def pipelined(session: Session) -> Iterator[None]:
+    """The statements run inside go to the server without waiting for each one's answer (PostgreSQL's
+    pipeline mode, psycopg's ``Connection.pipeline``); the last answers come back when the block ends, one
+    round trip for all of them. A statement the server refuses is raised as SQLAlchemy's error for it, by
+    a later statement inside the block (psycopg reads the answers that have arrived as it sends) or at the
+    end, so the error may carry the later statement's SQL; the rest of the block's statements are skipped
+    by the server, and the transaction rolls back as usual. Inside, a statement's ``rowcount`` is -1.
+
+    Only for writes whose answer nobody reads: a statement that returns rows cannot run inside (SQLAlchemy
+    reads its result before the answer has arrived), so an ``INSERT`` must not ask for ``RETURNING``
+    (``Insert.inline()``), no ORM object may be flushed inside (its flush asks for its id; the session's
+    pending changes are flushed before the block) and no ``COPY``. Elsewhere than PostgreSQL the block runs
+    as it is.
+
+    Why: on the two cores a storefront submission's every round trip is a switch to a database process and
+    back among a dozen busy ones; its four writes in one cut its round trips from 11 to 8
+    (docs/performance.md, "Round trips")."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.flush()
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except psycopg.Error as error:
+        # Raised when the block ended (inside it, SQLAlchemy raised its own error): a lost connection is
+        # dropped from the pool here, as SQLAlchemy does for an error it sees itself.
+        lost = bool(driver.broken or driver.closed)  # type: ignore[union-attr]
+        if lost:
+            connection.invalidate(error)
+        raise sa.exc.DBAPIError.instance(
+            None, None, error, psycopg.Error, connection_invalidated=lost
+        ) from error
 
 
 def identifier_lock_key(shop_id: int, kind: str, value: str) -> int:

@@ -46,6 +46,7 @@ from app.db import Database
 from app.db import PerDialect
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
+from app.db import pipelined
 from app.db import upsert_for
 from app.db import utcnow
 from app.enums import Consent
@@ -188,6 +189,18 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, StrEnum) else value
 
 
+@dataclass(frozen=True)
+class _Writes:
+    """A decided batch's writes, to send before its commit; ``copies`` when they include a ``COPY`` (which
+    cannot go in a pipeline: app/db.py, ``pipelined``)."""
+
+    send: Callable[[], None]
+    copies: bool = False
+
+    def __call__(self) -> None:
+        self.send()
+
+
 @dataclass
 class _Batch:
     """The contacts a batch may touch, indexed by identifier, as the batch changes them."""
@@ -232,9 +245,10 @@ class _Batch:
         ids = (by_email or set()) | (by_phone or set())
         return [candidate_of(self.contacts[i]) for i in ids]
 
-    def prepare(self, session: Session) -> Callable[[], None]:
+    def prepare(self, session: Session) -> _Writes:
         """The batch's changes, set-based, ready to send: the new contacts and the events each in one COPY
-        (PostgreSQL) or one executemany INSERT (SQLite), the changed contacts in one executemany UPDATE.
+        (PostgreSQL, from ``_COPY_FROM_ROWS`` rows) or one executemany INSERT, the changed contacts in one
+        executemany UPDATE.
 
         The rows become parameters, and on PostgreSQL COPY's text, here, on the thread that decided the
         batch; the function returned sends them. An import sends on another thread while this one decides
@@ -243,6 +257,7 @@ class _Batch:
         postgres = session.get_bind().dialect.name == "postgresql"
         steps: list[Callable[[], object]] = []
         created = [row for row in self.contacts.values() if row.stored is None]
+        copies = postgres and (len(created) >= _COPY_FROM_ROWS or len(self.events) >= _COPY_FROM_ROWS)
         if len(created) >= _COPY_FROM_ROWS and postgres:
             contacts_text = _copy_text(session, _CONTACTS, _COLUMNS, (row.cells() for row in created))
             steps.append(lambda: _send_copy(session, _CONTACTS, _COLUMNS, contacts_text))
@@ -272,7 +287,7 @@ class _Batch:
             for step in steps:  # in this order: an event's contact is in the table before the event
                 step()
 
-        return send
+        return _Writes(send, copies=copies)
 
 
 _EVENT_COLUMNS = ("shop_id", "contact_id", "kind", "occurred_at", "data")
@@ -322,8 +337,10 @@ _RESERVE_IDS = sa.text(
     "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('contacts', 'id')::regclass AS seq)"
     " SELECT string_agg(nextval(s.seq)::text, ',') FROM s, generate_series(1, :n)"
 )
-_INSERT_CONTACT = sa.insert(_CONTACTS)
-_INSERT_EVENT = sa.insert(_EVENTS)
+_INSERT_CONTACT = sa.insert(_CONTACTS).inline()  # the ids are reserved: nothing to return
+# Inline: no ``RETURNING`` of the new id (SQLAlchemy asks for it by default on a one-row insert, and nobody
+# reads it), so the insert can go in a pipeline (app/db.py, ``pipelined``).
+_INSERT_EVENT = sa.insert(_EVENTS).inline()
 _SUPPRESSIONS: sa.Table = Suppression.__table__  # type: ignore[assignment]
 _SUPPRESSED = sa.select(_SUPPRESSIONS.c.id, _SUPPRESSIONS.c.digest).where(
     _SUPPRESSIONS.c.shop_id == sa.bindparam("shop_id", type_=_SUPPRESSIONS.c.shop_id.type),
@@ -498,16 +515,24 @@ class ContactService:
         evidence: Sequence[Mapping[str, Any]],
         write_platform: bool | None = None,
         lift_suppression: bool | None = None,
+        then_write: Callable[[], object] | None = None,
     ) -> list[SyncResult]:
         """``sync_batch`` inside the caller's transaction, for a caller whose own writes must commit with
         the sync (the tracking drain's claim of its hits, a submission's form count): decided, written,
         not committed. The same defaults as ``sync``. The syncs are counted (app/metrics.py) when the
-        caller's transaction commits."""
+        caller's transaction commits.
+
+        ``then_write``: the caller's own writes, run right after the sync's. Unless the sync's writes need
+        a ``COPY`` (a batch of many), the two go to the database together, in one round trip (app/db.py,
+        ``pipelined``), so ``then_write`` must only write, and read no rows."""
         write_platform, lift = _rule_defaults(source, write_platform, lift_suppression)
         results, write = self._sync_records(
             session, shop_id, records, source, evidence, write_platform, None, lift
         )
-        write()
+        with contextlib.nullcontext() if write.copies else pipelined(session):
+            write()
+            if then_write is not None:
+                then_write()
         tally = Counter(result.action for result in results)
         sa.event.listen(
             session, "after_commit", lambda _session: metrics.record_syncs(source.value, tally), once=True
@@ -524,7 +549,7 @@ class ContactService:
         write_platform: bool,
         link_customer_id: str | None,
         lift_suppression: bool,
-    ) -> tuple[list[SyncResult], Callable[[], object]]:
+    ) -> tuple[list[SyncResult], _Writes]:
         """Decide every record; returns the results and the batch's writes, to run before the commit."""
         emails = {r.email for r in records if r.email}
         phones = {r.phone for r in records if r.phone}
@@ -604,7 +629,7 @@ class ContactService:
             send()
             enqueue_pushes(session, shop_id, sorted(pushes), started)
 
-        return results, write
+        return results, _Writes(write, copies=send.copies)
 
     def _apply(
         self,
@@ -959,10 +984,14 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
 _OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]
 # Joins the contact's waiting push if it has one (the partial unique index uq_outbox_items_pending_push).
 _ENQUEUE_PUSH = PerDialect(
-    lambda dialect: upsert_for(dialect, _OUTBOX).on_conflict_do_nothing(
-        index_elements=[_OUTBOX.c.contact_id],
-        index_where=sa.text("status = 'pending' AND kind = 'push_contact'"),
-    )
+    lambda dialect: (
+        upsert_for(dialect, _OUTBOX)
+        .on_conflict_do_nothing(
+            index_elements=[_OUTBOX.c.contact_id],
+            index_where=sa.text("status = 'pending' AND kind = 'push_contact'"),
+        )
+        .inline()
+    )  # no RETURNING of the new id, as _INSERT_EVENT
 )
 
 

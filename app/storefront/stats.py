@@ -54,6 +54,7 @@ def _build_count(dialect: str, what: str) -> sa.Insert:
         .on_conflict_do_update(
             index_elements=[_STATS.c.form_id, _STATS.c.day], set_={what: _STATS.c[what] + 1}
         )
+        .inline()  # no RETURNING of the row's id: nobody reads it, and a pipelined write must not return rows
     )
 
 

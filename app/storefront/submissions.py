@@ -6,6 +6,7 @@ form's tag and the consent evidence, the sync, and the form's daily count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -139,15 +140,17 @@ def accept_submission(
 
     # One transaction for the form's tag, the contact, its event, its platform write and the form's daily
     # count. The form row is share-locked as it is read: a form deleted meanwhile is not counted and its tag
-    # not applied, and the submission it no longer belongs to never fails.
+    # not applied, and the submission it no longer belongs to never fails. Once the sync has read and
+    # decided, its writes and the form's count go to PostgreSQL in one round trip.
     service = get_service()
     with get_database().write_transaction() as session:
         form = _locked_form(session, shop_id, form_id)
         if form is not None and form.tag:
             collected = dataclasses.replace(collected, tags=(*collected.tags, form.tag))
-        service.sync_in_transaction(session, shop_id, [collected], source=Source.FORM, evidence=[evidence])
-        if form is not None:
-            stats.count_in(session, form.id, "submissions")
+        count = None if form is None else functools.partial(stats.count_in, session, form.id, "submissions")
+        service.sync_in_transaction(
+            session, shop_id, [collected], source=Source.FORM, evidence=[evidence], then_write=count
+        )
     return Answer({"ok": True}, 200)
 
 
