@@ -118,6 +118,11 @@ def _ping_when_idle(engine: sa.Engine) -> None:
             raise sa.exc.DisconnectionError("the connection was closed while idle") from error
 
 
+def unicode_lower(value: Any) -> Any:
+    """SQL ``lower()`` for SQLite connections: Python's ``str.lower`` for text; anything else as it is."""
+    return value.lower() if isinstance(value, str) else value
+
+
 def _configure_sqlite(engine: sa.Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN and cannot do BEGIN IMMEDIATE or nest savepoints
     # reliably; switch it off and emit BEGIN ourselves (the recipe in SQLAlchemy's SQLite docs).
@@ -130,6 +135,10 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # SQLite's own lower() folds ASCII only: "ÉMILE" stayed "ÉMILE", and a search for "émile" found
+        # nothing. Python's folds every script, as PostgreSQL's does in a UTF-8 database. No SQLite index
+        # holds lower(); the search table's triggers do (migration 0012), so it must be the same everywhere.
+        dbapi_connection.create_function("lower", 1, unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:

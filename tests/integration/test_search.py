@@ -34,6 +34,7 @@ PEOPLE: list[dict[str, Any]] = [
     {"first_name": "Lee", "last_name": "Ann", "email": "lee.ann@gmail.com", "phone": "+14155552672"},
     {"first_name": "Mary", "last_name": "Smith", "email": "mary.smith@yahoo.com", "phone": "+12125550199"},
     {"first_name": "Qi", "last_name": "Xu", "email": "qx@example.org", "phone": None},
+    {"first_name": "Émile", "last_name": "Łukasz", "email": "emile@example.fr", "phone": None},
 ]
 NEEDLES = [
     "a",
@@ -49,6 +50,10 @@ NEEDLES = [
     "müller",
     "MÜLLER",
     "zoë",
+    "ZOË",
+    "émile",
+    "ÉMILE",
+    "łukasz",
     "4155",
     "415555",
     "(415) 555-2671",
@@ -159,6 +164,12 @@ def test_the_contract_semantics(db: Database, seeded: Shop) -> None:
     assert _names(db, seeded.id, "%") == {"zoe@proton.me"}
     assert _names(db, seeded.id, "_") == {"zoe@proton.me"}
     assert _names(db, seeded.id, "nobody-has-this") == set()
+    # Every letter's case, not only ASCII's (SQLite's own lower() and LIKE fold ASCII only).
+    for needle in ("émile", "Émile", "ÉMILE", "łukasz", "ŁUKASZ", "mile"):
+        assert _names(db, seeded.id, needle) == {"emile@example.fr"}, needle
+    for needle in ("müller", "MÜLLER", "Müller"):
+        assert _names(db, seeded.id, needle) == {"anna.mueller@gmail.com"}, needle
+    assert _names(db, seeded.id, "ZOË") == {"zoe@proton.me"}
 
 
 def test_an_exact_email_and_a_rare_name_go_through_the_index(
@@ -168,6 +179,7 @@ def test_an_exact_email_and_a_rare_name_go_through_the_index(
     assert _names(db, seeded.id, "mary.smith@yahoo.com") == {"mary.smith@yahoo.com"}
     assert _names(db, seeded.id, "Nguyen") == {"+442079460958"}
     assert _names(db, seeded.id, "2125550199") == {"mary.smith@yahoo.com"}
+    assert _names(db, seeded.id, "ŁUKASZ") == {"emile@example.fr"}  # the index holds the lowered text
 
 
 def test_the_search_index_follows_inserts_updates_and_deletes(
@@ -209,3 +221,12 @@ def test_the_same_pages_with_and_without_the_index(
     without = {case: _walk(db, seeded.id, *case, 2) for case in cases}
     assert with_index == without
     assert any(without.values())
+
+
+def test_lower_folds_every_letter_on_a_new_connection(engine: sa.Engine) -> None:
+    # SQLite's built-in lower() folds ASCII only; popsync's connections replace it (app/db.py), and the
+    # search and its index (migration 0012) rely on that. PostgreSQL's folds every letter in a UTF-8 database.
+    engine.dispose()  # a connection made now, not the one the migrations ran on
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT lower('ÉMILE ŁUKASZ ZOË')").scalar() == "émile łukasz zoë"
+        assert connection.exec_driver_sql("SELECT lower(NULL)").scalar() is None
