@@ -261,6 +261,11 @@ def build_description(app_url: str) -> dict[str, Any]:
                                         "properties": {
                                             "events": {
                                                 "type": "array",
+                                                "description": (
+                                                    "the 200 newest events, newest first; after them, when"
+                                                    " older, the latest submission that gave each channel's"
+                                                    " consent (its evidence)"
+                                                ),
                                                 "items": {"$ref": "#/components/schemas/Event"},
                                             }
                                         },

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.contacts.normalize import FieldError
 from app.db import Database
+from app.enums import EventKind
 from app.models import Contact
 from app.models import ContactEvent
 
@@ -268,10 +269,27 @@ def get_contact(session: Session, shop_id: int, contact_id: int) -> Contact | No
 
 
 def contact_events(session: Session, contact: Contact, limit: int = 200) -> list[ContactEvent]:
-    statement = (
-        sa.select(ContactEvent)
-        .where(ContactEvent.shop_id == contact.shop_id, ContactEvent.contact_id == contact.id)
-        .order_by(ContactEvent.occurred_at.desc(), ContactEvent.id.desc())
-        .limit(limit)
-    )
-    return list(session.scalars(statement))
+    """The contact's ``limit`` newest events, newest first, and after them, when they are older, the
+    consent evidence: the latest submission that ticked each channel's box. Years of opens and clicks
+    must not push the proof of consent out of the contact's detail."""
+    mine = (ContactEvent.shop_id == contact.shop_id, ContactEvent.contact_id == contact.id)
+    newest_first = (ContactEvent.occurred_at.desc(), ContactEvent.id.desc())
+    events = list(session.scalars(sa.select(ContactEvent).where(*mine).order_by(*newest_first).limit(limit)))
+    if len(events) < limit:
+        return events  # every event is there, the evidence with them
+    shown = {event.id for event in events}
+    for channel in ("email", "sms"):
+        proof = session.scalars(
+            sa.select(ContactEvent)
+            .where(
+                *mine,
+                ContactEvent.kind == EventKind.SUBMITTED.value,
+                ContactEvent.data[f"{channel}_consent"].as_boolean().is_(True),
+            )
+            .order_by(*newest_first)
+            .limit(1)
+        ).first()
+        if proof is not None and proof.id not in shown:
+            events.append(proof)
+            shown.add(proof.id)
+    return sorted(events, key=lambda event: (event.occurred_at, event.id), reverse=True)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app.contacts.rules import Collected
 from app.contacts.rules import ConsentIntent
 from app.contacts.service import ContactService
+from app.db import Database
+from app.db import utcnow
 from app.enums import Source
+from app.models import ContactEvent
 from app.models import Shop
 from tests.conftest import add_api_key
 from tests.conftest import add_shop
@@ -131,6 +136,35 @@ def test_detail_has_events_newest_first(
     assert [e["kind"] for e in body["events"]] == ["opened", "submitted"]
     assert body["events"][1]["page_url"] == "https://x/"
     assert all("occurred_at" in e for e in body["events"])
+
+
+def test_the_consent_evidence_stays_in_the_detail_behind_years_of_opens(
+    client: FlaskClient, service: ContactService, db: Database, shop: Shop, auth: dict[str, str]
+) -> None:
+    evidence = {"email_consent": True, "email_consent_text": "Yes, email me.", "page_url": "https://x/"}
+    result = service.sync(
+        shop.id,
+        Collected(email="ann@example.com", email_consent=ConsentIntent.SUBSCRIBE),
+        source=Source.FORM,
+        evidence=evidence,
+    )
+    submitted_at = utcnow()
+    with db.write_transaction() as session:
+        session.add_all(
+            ContactEvent(
+                shop_id=shop.id,
+                contact_id=result.contact_id,
+                kind="opened",
+                occurred_at=submitted_at + timedelta(days=day),
+                data={"message_id": f"m{day}"},
+            )
+            for day in range(1, 251)
+        )
+    events = client.get(f"/api/v1/contacts/{result.contact_id}", headers=auth).json["events"]
+    assert len(events) == 201  # the newest 200, then the proof of consent
+    assert [e["kind"] for e in events[:200]] == ["opened"] * 200
+    assert events[0]["message_id"] == "m250"
+    assert (events[-1]["kind"], events[-1]["email_consent_text"]) == ("submitted", "Yes, email me.")
 
 
 def test_another_shops_contact_is_404(
