@@ -608,6 +608,15 @@ def estimated_platform_seconds(rows: int, platform: str, rate: float) -> int:
     return round(rows * cost / rate) if rate > 0 else 0
 
 
+def platform_writes_per_hour(session: Session, shop: Shop, shopline_rate: float) -> int:
+    """How many contacts an hour the shop's platform rate lets popsync write (the import page says it
+    before the merchant asks for the writes)."""
+    from app.jobs import PUSH_COST
+
+    cost = PUSH_COST.get(Platform(shop.platform), 1.0)
+    return int(3600 * platform_rate(session, shop, shopline_rate) / cost)
+
+
 def import_json(record: Import, estimate: int | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": record.id,

@@ -52,6 +52,7 @@ from app.db import request_session
 from app.db import utcnow
 from app.enums import Consent
 from app.enums import Source
+from app.imports import platform_writes_per_hour
 from app.models import Contact
 from app.models import Form
 from app.models import Segment
@@ -457,8 +458,11 @@ def segment_count() -> Any:
 @bp.get("/admin/import")
 @admin_page
 def import_page() -> Response:
-    """Upload a CSV, follow its progress, read its report."""
-    return render_page("import.html", "import", "Import contacts")
+    """Upload a CSV, follow its progress, read its report. Beside the "also write to the store" box, how
+    many customers an hour the store's API rate allows (so the merchant knows before ticking it)."""
+    shopline_rate = current_settings().shopline_requests_per_second
+    per_hour = platform_writes_per_hour(request_session(), g.shop, shopline_rate)
+    return render_page("import.html", "import", "Import contacts", platform_per_hour=per_hour)
 
 
 @bp.get("/admin/export")
