@@ -93,6 +93,7 @@
       const input = document.getElementById("f-" + name);
       input.value = contact[name] == null ? "" : contact[name];
     }
+    document.getElementById("f-tags").value = (contact.tags || []).join(", ");
     customerLink(contact);
     evidence(contact);
     events(contact);
@@ -121,6 +122,9 @@
       const before = loaded[name] == null ? "" : String(loaded[name]);
       if (value !== before) changes[name] = value === "" ? null : value;
     }
+    // Tags as typed: trimmed, empty ones dropped, each once, in their order.
+    const tags = [...new Set(document.getElementById("f-tags").value.split(",").map((t) => t.trim()).filter(Boolean))];
+    if (tags.join("\n") !== (loaded.tags || []).join("\n")) changes.tags = tags;
     if (!Object.keys(changes).length) return banner("Nothing to save.");
     const result = await api("/api/v1/contacts/" + id, { method: "PATCH", json: changes });
     if (result.status === 422) {
