@@ -233,6 +233,12 @@ def test_importing_a_csv_shows_progress_and_the_report(page: Any, demo: Demo) ->
     assert [c["sync_status"] for c in demo.contacts("imp.")] == ["local", "local"]
     page.screenshot(path=str(SCREENSHOTS / "admin-import.png"), full_page=True)
 
+    # The import's id went into the address: the page reloaded (or opened again) follows the same import.
+    assert re.search(r"[?&]import=\d+", page.url)
+    page.reload()
+    page.wait_for_selector("#progress-card[data-status=done]", timeout=20000)
+    assert page.locator("#r-created").inner_text() == "2"
+
 
 def test_a_segments_count_follows_its_conditions(page: Any, demo: Demo) -> None:
     subscribed = len([c for c in demo.contacts() if c["email_consent"] == "subscribed"])

@@ -60,12 +60,23 @@
     start.disabled = false;
     if (result.status === 422) return showErrors(form, result.data.errors, document.getElementById("form-error"));
     if (!result.ok) return banner((result.data && result.data.error) || "The file could not be uploaded.", "critical");
-    current = result.data.id;
+    follow(result.data.id, result.data);
+    // The import's id in the address: reloading the page, or coming back to it, follows the same import.
+    const address = new URL(location.href);
+    address.searchParams.set("import", String(current));
+    history.replaceState(null, "", address);
+  });
+
+  const follow = (id, record) => {
+    current = id;
     document.getElementById("report").hidden = true;
     document.getElementById("progress-card").hidden = false;
-    show(result.data);
+    if (record) show(record);
     poll();
-  });
+  };
+
+  const resumed = new URLSearchParams(location.search).get("import");
+  if (resumed && /^[0-9]{1,18}$/.test(resumed)) follow(resumed, null);
 
   document.getElementById("report-link").addEventListener("click", (event) => {
     event.preventDefault();
