@@ -21,9 +21,12 @@ from werkzeug.serving import make_server
 
 from app.contacts.rules import Collected
 from app.contacts.rules import ConsentIntent
+from app.db import get_database
 from app.demo import build_demo
 from app.demo import start_worker
 from app.enums import Source
+from app.enums import SyncStatus
+from app.models import Contact
 from app.models import Shop
 from app.storefront.demo_store import DEMO_SHOP
 from tests.browser.conftest import free_port
@@ -180,6 +183,31 @@ def test_editing_a_contact_shows_the_servers_422_inline(page: Any, demo: Demo) -
     assert saved["tags"][-2:] == ["vip", "tea club"]  # trimmed, empty ones dropped, each once
     assert page.locator("#e-phone").inner_text() == ""
     page.screenshot(path=str(SCREENSHOTS / "admin-contact.png"), full_page=True)
+
+
+def test_a_failed_write_is_explained_in_words_and_retried_from_the_contact_page(
+    page: Any, demo: Demo
+) -> None:
+    [dee] = demo.contacts("dee.moss")
+    with get_database(demo.app).write_transaction() as session:
+        contact = session.get(Contact, dee["id"])
+        assert contact is not None
+        contact.sync_status = SyncStatus.FAILED
+        contact.sync_detail = "The platform refused the write: Phone is invalid."
+        contact.pending_fields = ["first_name"]
+    sign_in(page, demo)
+    page.goto(f"{demo.origin}/admin/contacts/{dee['id']}")
+    page.wait_for_selector("#contact[data-loaded]")
+    words = page.locator("#sync-words").inner_text()
+    assert "kept refusing the write" in words
+    assert "Phone is invalid." in words
+    page.get_by_role("button", name="Retry").click()
+    page.get_by_text("Queued again").wait_for()
+    # The worker of the demo writes it again, and the development store takes it this time.
+    wait_until(lambda: demo.contacts("dee.moss")[0]["sync_status"] == "synced", timeout=20, message="synced")
+    page.reload()
+    page.wait_for_selector("#contact[data-loaded]")
+    assert page.get_by_role("button", name="Retry").is_hidden()
 
 
 def test_removing_contacts_asks_first(page: Any, demo: Demo) -> None:
