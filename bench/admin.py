@@ -13,6 +13,8 @@ real query code (``queries.list_contacts``: first page, limit 50, most recently 
 once to warm up and then ``--runs`` times, and prints p50 / p95 / max per query and the overall p95.
 The reference, measured in the same run: the very statements ``list_contacts`` sent for each query (caught
 at the driver), run again as raw SQL through the driver with their rows fetched, no ORM objects built.
+Also the same mix as a merchant's script or page asks it, ``GET /api/v1/contacts`` through the app (its API
+key checked, the JSON built; Flask's test client, no HTTP server), and that overall p95.
 Goals: overall p95 < 50 ms on PostgreSQL, < 150 ms on SQLite. ``--quick``: 20,000 contacts in a database of
 their own (``popsync_bench_admin_quick``), 5 runs, PostgreSQL only. Prints ``RESULT {json}`` last
 (bench/run_all.py; the PostgreSQL figures when both databases ran).
@@ -43,6 +45,8 @@ from app.contacts import queries
 from app.db import Database
 from app.db import get_database
 from app.models import Contact
+from app.models import Shop
+from app.shops import create_api_key
 from app.shops import register_shop
 
 PG_DATABASE = "popsync_bench_admin"
@@ -243,10 +247,31 @@ def raw_timings(db: Database, statements: list[tuple[str, Any]], runs: int) -> l
     return timings
 
 
-def run(db: Database, shop_id: int, runs: int, explain: bool) -> tuple[list[float], list[float]]:
-    """(timings of the real query code, timings of the same statements as raw SQL) over the mix."""
+def api_timings(client: Any, key: str, q: str | None, channel: str | None, runs: int) -> list[float]:
+    """``runs`` timings (ms) of the list's first page through ``GET /api/v1/contacts``, after a warm-up."""
+    query = {"limit": "50", **({"q": q} if q else {}), **({"channel": channel} if channel else {})}
+    headers = {"Authorization": f"Bearer {key}"}
+    timings = []
+    for attempt in range(runs + 1):
+        started = time.perf_counter()
+        answer = client.get("/api/v1/contacts", query_string=query, headers=headers)
+        elapsed = (time.perf_counter() - started) * 1000
+        if answer.status_code != 200:
+            raise SystemExit(
+                f"GET /api/v1/contacts answered {answer.status_code}: {answer.get_data(as_text=True)}"
+            )
+        if attempt:
+            timings.append(elapsed)
+    return timings
+
+
+def run(
+    db: Database, shop_id: int, runs: int, explain: bool, api: tuple[Any, str]
+) -> tuple[list[float], list[float], list[float]]:
+    """(timings of the real query code, of the same statements as raw SQL, of the API route) over the mix."""
     everything: list[float] = []
     raw: list[float] = []
+    through_api: list[float] = []
     mix = query_mix(db, shop_id)
     cases = [(f"{label} ({q!r})", q, channel) for label, q in mix for channel in (None, "email", "sms")]
     extra = [
@@ -266,6 +291,7 @@ def run(db: Database, shop_id: int, runs: int, explain: bool) -> tuple[list[floa
         if (label, q, channel) in cases:
             everything += timings
             raw += raw_timings(db, captured_statements(db, shop_id, q, channel), runs)
+            through_api += api_timings(*api, q, channel, runs)
         ordered = sorted(timings)
         p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
         print(
@@ -274,7 +300,7 @@ def run(db: Database, shop_id: int, runs: int, explain: bool) -> tuple[list[floa
         )
         if explain:
             _explain(db, shop_id, q, channel)
-    return everything, raw
+    return everything, raw, through_api
 
 
 def _explain(db: Database, shop_id: int, q: str | None, channel: str | None) -> None:
@@ -340,7 +366,9 @@ def main() -> None:
         db = get_database(app)
         print(f"{kind}: {args.contacts:,} contacts in one shop")
         shop_id = build(db, app, args.contacts, args.seed)
-        timings, raw = run(db, shop_id, args.runs, args.explain)
+        with db.write_transaction() as session:
+            key = create_api_key(session, session.get(Shop, shop_id))
+        timings, raw, through_api = run(db, shop_id, args.runs, args.explain, (app.test_client(), key))
         ordered = sorted(timings)
         p95 = percentile(ordered, 0.95)
         raw_p95 = percentile(raw, 0.95)
@@ -351,7 +379,13 @@ def main() -> None:
         )
         print(
             f"  the same statements as raw SQL (no ORM): p50 {statistics.median(raw):.1f} ms,"
-            f" p95 {raw_p95:.1f} ms\n"
+            f" p95 {raw_p95:.1f} ms"
+        )
+        api_p95 = percentile(sorted(through_api), 0.95)
+        api_p50 = statistics.median(through_api)
+        print(
+            f"  the same mix through GET /api/v1/contacts (API key, JSON): p50 {api_p50:.1f} ms,"
+            f" p95 {api_p95:.1f} ms\n"
         )
         results[kind] = {
             "database": kind,
@@ -362,6 +396,8 @@ def main() -> None:
             "max_ms": round(ordered[-1], 2),
             "raw_p50_ms": round(statistics.median(raw), 2),
             "raw_p95_ms": round(raw_p95, 2),
+            "api_p50_ms": round(api_p50, 2),
+            "api_p95_ms": round(api_p95, 2),
         }
         db.engine.dispose()
     if results:

@@ -187,6 +187,8 @@ FIGURES = (
            (Goal("value", ">=", 20_000, "≥ 20,000/s"), Goal("ratio", ">=", 0.25, "≥ 25% of COPY"))),
     Figure("search p95 over the admin query mix (PostgreSQL)", "admin", "p95_ms", _ms,
            ("admin", "raw_p95_ms"), "same SQL, raw", (Goal("value", "<", 50, "< 50 ms"),)),
+    Figure("the same mix through GET /api/v1/contacts, p95", "admin", "api_p95_ms", _ms,
+           ("admin", "p95_ms"), "the query code alone", (Goal("value", "<", 50, "< 50 ms"),)),
     Figure("outbox drain: platform points spent", "outbox", "points_spent", _points,
            ("outbox", "points_allowed"), "allowed (bucket + restored)",
            (Goal("ratio", ">=", 0.90, "≥ 90% of allowed"),)),
