@@ -188,15 +188,19 @@ def test_editing_a_contact_shows_the_servers_422_inline(page: Any, demo: Demo) -
 def test_a_failed_write_is_explained_in_words_and_retried_from_the_contact_page(
     page: Any, demo: Demo
 ) -> None:
-    [dee] = demo.contacts("dee.moss")
+    # A contact of its own, imported (kept local: no write of it is running that could finish meanwhile and
+    # set its status back), then marked as a write the platform kept refusing.
+    result = demo.app.extensions["popsync.contacts"].sync(
+        _shop_id(demo), Collected(email="retry.me@example.com", first_name="Rita"), source=Source.IMPORT
+    )
     with get_database(demo.app).write_transaction() as session:
-        contact = session.get(Contact, dee["id"])
+        contact = session.get(Contact, result.contact_id)
         assert contact is not None
         contact.sync_status = SyncStatus.FAILED
         contact.sync_detail = "The platform refused the write: Phone is invalid."
-        contact.pending_fields = ["first_name"]
+        contact.pending_fields = ["email", "first_name"]
     sign_in(page, demo)
-    page.goto(f"{demo.origin}/admin/contacts/{dee['id']}")
+    page.goto(f"{demo.origin}/admin/contacts/{result.contact_id}")
     page.wait_for_selector("#contact[data-loaded]")
     words = page.locator("#sync-words").inner_text()
     assert "kept refusing the write" in words
@@ -204,7 +208,7 @@ def test_a_failed_write_is_explained_in_words_and_retried_from_the_contact_page(
     page.get_by_role("button", name="Retry").click()
     page.get_by_text("Queued again").wait_for()
     # The worker of the demo writes it again, and the development store takes it this time.
-    wait_until(lambda: demo.contacts("dee.moss")[0]["sync_status"] == "synced", timeout=20, message="synced")
+    wait_until(lambda: demo.contacts("retry.me")[0]["sync_status"] == "synced", timeout=20, message="synced")
     page.reload()
     page.wait_for_selector("#contact[data-loaded]")
     assert page.get_by_role("button", name="Retry").is_hidden()
