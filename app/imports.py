@@ -599,22 +599,23 @@ def platform_rate(session: Session, shop: Shop, shopline_rate: float) -> float:
     return DEFAULT_RESTORE_RATE if shop.platform == Platform.SHOPIFY else shopline_rate
 
 
-def estimated_platform_seconds(rows: int, platform: str, rate: float) -> int:
-    """How long writing ``rows`` contacts to the platform takes at the shop's rate:
-    ``rows x PUSH_COST[platform] / rate`` seconds (PUSH_COST in app/jobs.py: the budget one push takes)."""
+def _push_cost(platform: str) -> float:
+    """The platform budget one contact's push takes (PUSH_COST in app/jobs.py)."""
     from app.jobs import PUSH_COST
 
-    cost = PUSH_COST.get(Platform(platform), 1.0)
-    return round(rows * cost / rate) if rate > 0 else 0
+    return PUSH_COST.get(Platform(platform), 1.0)
+
+
+def estimated_platform_seconds(rows: int, platform: str, rate: float) -> int:
+    """How long writing ``rows`` contacts to the platform takes at the shop's rate:
+    ``rows x PUSH_COST[platform] / rate`` seconds."""
+    return round(rows * _push_cost(platform) / rate) if rate > 0 else 0
 
 
 def platform_writes_per_hour(session: Session, shop: Shop, shopline_rate: float) -> int:
     """How many contacts an hour the shop's platform rate lets popsync write (the import page says it
     before the merchant asks for the writes)."""
-    from app.jobs import PUSH_COST
-
-    cost = PUSH_COST.get(Platform(shop.platform), 1.0)
-    return int(3600 * platform_rate(session, shop, shopline_rate) / cost)
+    return int(3600 * platform_rate(session, shop, shopline_rate) / _push_cost(shop.platform))
 
 
 def import_json(record: Import, estimate: int | None = None) -> dict[str, Any]:

@@ -257,8 +257,9 @@ class _Batch:
         postgres = session.get_bind().dialect.name == "postgresql"
         steps: list[Callable[[], object]] = []
         created = [row for row in self.contacts.values() if row.stored is None]
-        copies = postgres and (len(created) >= _COPY_FROM_ROWS or len(self.events) >= _COPY_FROM_ROWS)
-        if len(created) >= _COPY_FROM_ROWS and postgres:
+        copy_contacts = postgres and len(created) >= _COPY_FROM_ROWS
+        copy_events = postgres and len(self.events) >= _COPY_FROM_ROWS
+        if copy_contacts:
             contacts_text = _copy_text(session, _CONTACTS, _COLUMNS, (row.cells() for row in created))
             steps.append(lambda: _send_copy(session, _CONTACTS, _COLUMNS, contacts_text))
         elif created:
@@ -275,7 +276,7 @@ class _Batch:
         ]
         if changed:
             steps.append(lambda: session.connection().execute(_UPDATE_CONTACT, changed))
-        if len(self.events) >= _COPY_FROM_ROWS and postgres:
+        if copy_events:
             cells = ([event[name] for name in _EVENT_COLUMNS] for event in self.events)
             events_text = _copy_text(session, _EVENTS, _EVENT_COLUMNS, cells)
             steps.append(lambda: _send_copy(session, _EVENTS, _EVENT_COLUMNS, events_text))
@@ -287,7 +288,7 @@ class _Batch:
             for step in steps:  # in this order: an event's contact is in the table before the event
                 step()
 
-        return _Writes(send, copies=copies)
+        return _Writes(send, copies=copy_contacts or copy_events)
 
 
 _EVENT_COLUMNS = ("shop_id", "contact_id", "kind", "occurred_at", "data")
