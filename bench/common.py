@@ -13,9 +13,11 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -326,6 +328,164 @@ def run_wrk(
         command += ["--", *script_args]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return parse_wrk(output)
+
+
+# --- peaks in alternating rounds, and where the machine's time went -----------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One side of a comparison: the URL wrk loads, how to tell the server has settled, its gunicorn
+    master (whose process tree is its CPU), and the Lua script with its arguments, if any (``{round}`` in
+    an argument becomes the round's number: bench/submissions.lua makes each run's new shoppers new)."""
+
+    url: str
+    port: int
+    server_pid: int
+    settle_path: str = "/healthz"
+    script: Path | None = None
+    script_args: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One closed-loop phase and the CPU each part of the machine spent in it."""
+
+    peak: WrkResult
+    seconds: float  # wall time of the phase
+    cpu: Mapping[str, float]  # CPU seconds: "web" (the server's processes), "postgres", "load" (wrk)
+
+    def per_answer_us(self) -> dict[str, float]:
+        """Microseconds of CPU per answer by part, with "machine" (every core for the phase's wall time)
+        and "other" (the machine less the parts: the kernel's network work not charged to a process,
+        other processes, idle)."""
+        answers = max(self.peak.total, 1)
+        machine = self.seconds * cores()
+        parts = {name: seconds / answers * 1e6 for name, seconds in self.cpu.items()}
+        parts["other"] = max(machine - sum(self.cpu.values()), 0.0) / answers * 1e6
+        parts["machine"] = machine / answers * 1e6
+        return parts
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """The reference and the app measured turn about, ``len(reference)`` rounds each: a machine whose speed
+    drifts (other work on the host, its clock) moves both sides of a round alike, and the median of the
+    rounds' ratios is not thrown by one bad round, which a single pair of phases was (on one machine the
+    same code gave 40 to 56% of the bare route in six runs one after another)."""
+
+    reference: list[Phase]
+    app: list[Phase]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [
+            a.peak.rate / r.peak.rate if r.peak.rate else 0.0
+            for r, a in zip(self.reference, self.app, strict=True)
+        ]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def reference_rate(self) -> float:
+        return statistics.median(phase.peak.rate for phase in self.reference)
+
+    @property
+    def app_rate(self) -> float:
+        return statistics.median(phase.peak.rate for phase in self.app)
+
+    def app_total(self, field: str) -> int:
+        """A count summed over the app's phases: ``total``, ``ok``, ``non_2xx`` or ``socket_errors``."""
+        return sum(getattr(phase.peak, field) for phase in self.app)
+
+    @staticmethod
+    def time_per_answer(phases: Sequence[Phase]) -> dict[str, float]:
+        """Per part, the median over the phases of its CPU microseconds per answer."""
+        shares = [phase.per_answer_us() for phase in phases]
+        return {name: statistics.median(share[name] for share in shares) for name in shares[0]}
+
+    def describe(self, reference_name: str, app_name: str) -> list[str]:
+        """The lines a benchmark prints: each round's rates, then where the machine's time went."""
+        lines = [
+            f"round {number}: {reference_name} {r.peak.rate:.0f}/s, {app_name} {a.peak.rate:.0f}/s = "
+            f"{100 * ratio:.1f}%"
+            for number, (r, a, ratio) in enumerate(zip(self.reference, self.app, self.ratios, strict=True), 1)
+        ]
+        lines.append("CPU per answer, µs (median of the rounds; machine = both cores for the phase):")
+        for name, phases in ((reference_name, self.reference), (app_name, self.app)):
+            share = self.time_per_answer(phases)
+            lines.append(
+                f"  {name:<24}: web {share['web']:5.0f}, PostgreSQL {share['postgres']:4.0f}, "
+                f"wrk {share['load']:4.0f}, other {share['other']:4.0f}; machine {share['machine']:5.0f}"
+            )
+        return lines
+
+    def figures(self) -> dict[str, Any]:
+        """For the RESULT line: the rounds' ratios and the time per answer of both sides."""
+        return {
+            "rounds": len(self.app),
+            "round_ratios": [round(ratio, 4) for ratio in self.ratios],
+            "reference_cpu_us": {k: round(v) for k, v in self.time_per_answer(self.reference).items()},
+            "app_cpu_us": {k: round(v) for k, v in self.time_per_answer(self.app).items()},
+        }
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def process_cpu(server_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of a server's processes (its gunicorn master and the workers)
+    and of every PostgreSQL process on the machine, read from /proc (Linux). Empty elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"web": 0.0, "postgres": 0.0}
+    try:
+        entries = [entry for entry in os.scandir("/proc") if entry.name.isdigit()]
+    except OSError:
+        return {}
+    for entry in entries:
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # the process has gone
+            continue
+        name, _, rest = stat[stat.index("(") + 1 :].rpartition(")")
+        fields = rest.split()
+        # After the name: state, ppid, …; utime and stime are the 14th and 15th fields of the line.
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) == server_pid or int(fields[1]) == server_pid:
+            totals["web"] += seconds
+        elif name == "postgres":
+            totals["postgres"] += seconds
+    return totals
+
+
+def measured_phase(target: Target, seconds: float, connections: int, round_number: int = 1) -> Phase:
+    """``run_wrk`` against ``target`` after it has settled, with the CPU every part spent meanwhile (wrk's
+    own from this process's reaped children: the servers are children too, but still running)."""
+    settle(target.port, target.settle_path)
+    before = process_cpu(target.server_pid)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    script_args = [argument.format(round=round_number) for argument in target.script_args]
+    peak = run_wrk(target.url, seconds, connections, script=target.script, script_args=script_args)
+    wall = time.perf_counter() - started
+    after = process_cpu(target.server_pid)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {name: after[name] - before[name] for name in before}
+    cpu["load"] = (reaped.ru_utime - children.ru_utime) + (reaped.ru_stime - children.ru_stime)
+    return Phase(peak, wall, cpu)
+
+
+def alternate_peaks(reference: Target, app: Target, seconds: float, connections: int, rounds: int) -> Rounds:
+    """``rounds`` rounds of the reference then the app, each phase ``seconds / rounds`` (at least 1 s)."""
+    phase_seconds = max(1.0, seconds / rounds)
+    measured = Rounds([], [])
+    for number in range(1, rounds + 1):
+        measured.reference.append(measured_phase(reference, phase_seconds, connections, number))
+        measured.app.append(measured_phase(app, phase_seconds, connections, number))
+    return measured
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,18 @@
 same GIF, in the same gunicorn configuration, measured side by side in one run.
 
     .venv/bin/python bench/pixel.py [--database postgresql+psycopg://root@127.0.0.1:5432/postgres]
-                                    [--seconds 15] [--workers 5] [--connections 32] [--quick]
+                                    [--seconds 15] [--rounds 3] [--workers 5] [--connections 32]
+                                    [--quick]
 
 1. A fresh PostgreSQL database (migrated), one shop, one valid pixel token.
 2. ``popsync serve --no-worker`` (``--workers`` sync workers, app/gunicorn_conf.py) serving the app, and a
    bare Flask app whose only route answers the same 43-byte GIF with the same headers
    (bench/bare_routes.py) served by bench/wsgi_serve.py in the same gunicorn configuration.
-3. Peak: ``wrk`` against each, closed loop, ``--seconds`` each, bare first, each after a short warm-up.
+3. Peak: ``wrk``, closed loop, ``--seconds`` on each side in all, after a short warm-up of both: bare then
+   pixel, ``--rounds`` times, each phase after the server has settled (bench/common.py
+   ``alternate_peaks``). The rates are the rounds' medians and the ratio the median of the rounds' ratios.
+   Each phase also reads the CPU spent by the server's processes, by PostgreSQL and by wrk (/proc), printed
+   as microseconds per answer: where the machine's time goes.
 4. Latency: open loop at half of the pixel's peak (bench/common.py ``run_open_loop``: each request leaves
    on schedule on its own connection whether or not earlier ones were answered, its latency counted from
    when it was due); p50/p99. (Not ``h2load --rps``, used here before: its pacing is lost against
@@ -32,6 +37,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import DEFAULT_SERVER
 from common import SECRET
+from common import Target
+from common import alternate_peaks
 from common import bench_env
 from common import drop_database
 from common import emit_result
@@ -41,7 +48,6 @@ from common import http_request
 from common import migrate
 from common import require_tools
 from common import run_open_loop
-from common import run_wrk
 from common import serve_app
 from common import serve_wsgi
 from common import settle
@@ -66,6 +72,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="bare and pixel phases taken turn about")
     parser.add_argument("--quick", action="store_true", help="3-second phases (a smoke run)")
     args = parser.parse_args()
     if args.quick:
@@ -104,16 +111,20 @@ def main() -> None:
         try:
             bare_url, app_url = f"http://127.0.0.1:{port_bare}{path}", f"http://127.0.0.1:{port_app}{path}"
             warm_up(bare_url, args.workers)
-            settle(port_bare, path)
-            bare_peak = run_wrk(bare_url, args.seconds, args.connections)
-            stop(bare)
             warm_up(app_url, args.workers)
             settle(port_app)
             with engine.connect() as connection:  # the warm-up opens are not counted
                 before = connection.scalar(sa.text("SELECT count(*) FROM tracking_hits"))
-            pixel_peak = run_wrk(app_url, args.seconds, args.connections)
+            rounds = alternate_peaks(
+                Target(bare_url, port_bare, bare.pid, settle_path=path),
+                Target(app_url, port_app, real.pid),
+                args.seconds,
+                args.connections,
+                args.rounds,
+            )
+            stop(bare)
             settle(port_app)
-            target = pixel_peak.rate / 2
+            target = rounds.app_rate / 2
             latency = run_open_loop(
                 port_app, [http_request("GET", path)] * int(target * args.seconds), target
             )
@@ -128,14 +139,19 @@ def main() -> None:
         drop_database(args.database, name)
         shutil.rmtree(folder, ignore_errors=True)
 
-    answered = pixel_peak.ok + latency.ok
-    ratio = pixel_peak.rate / bare_peak.rate if bare_peak.rate else 0.0
+    answered = rounds.app_total("ok") + latency.ok
     print(
         f"gunicorn: {args.workers} sync workers each (popsync serve's configuration); "
-        f"wrk -t2 -c{args.connections} {args.seconds:.0f} s"
+        f"wrk -t2 -c{args.connections}, {args.rounds} rounds of {max(1.0, args.seconds / args.rounds):.0f} s "
+        "each side, taken turn about"
     )
-    print(f"bare Flask GIF route   : {bare_peak.rate:8.0f} req/s")
-    print(f"open pixel (PostgreSQL): {pixel_peak.rate:8.0f} req/s  = {100 * ratio:.0f}% of bare")
+    for line in rounds.describe("bare Flask GIF route", "open pixel (PostgreSQL)"):
+        print(line)
+    print(f"bare Flask GIF route   : {rounds.reference_rate:8.0f} req/s (median of the rounds)")
+    print(
+        f"open pixel (PostgreSQL): {rounds.app_rate:8.0f} req/s  = {100 * rounds.ratio:.0f}% of bare "
+        "(the median of the rounds' ratios)"
+    )
     print(
         f"open loop at {target:.0f} req/s (a connection per request): "
         f"p50 {latency.p50_ms:.1f} ms, p99 {latency.p99_ms:.1f} ms, {latency.failed} failed; "
@@ -148,14 +164,15 @@ def main() -> None:
         "pixel",
         workers=args.workers,
         seconds=args.seconds,
-        bare_per_s=round(bare_peak.rate, 1),
-        pixel_per_s=round(pixel_peak.rate, 1),
-        ratio=round(ratio, 4),
+        bare_per_s=round(rounds.reference_rate, 1),
+        pixel_per_s=round(rounds.app_rate, 1),
+        ratio=round(rounds.ratio, 4),
         latency_rate=round(target, 1),
         p50_ms=round(latency.p50_ms, 2),
         p99_ms=round(latency.p99_ms, 2),
         answered=answered,
         missing=max(answered - rows, 0),
+        **rounds.figures(),
     )
 
 

@@ -2,7 +2,7 @@
 a bare Flask route in the same gunicorn configuration, measured side by side in one run.
 
     .venv/bin/python bench/submissions.py [--database postgresql+psycopg://root@127.0.0.1:5432/postgres]
-                                          [--seconds 15] [--workers 5] [--connections 32]
+                                          [--seconds 15] [--rounds 3] [--workers 5] [--connections 32]
                                           [--shops 10] [--no-rate-limits] [--quick]
 
 1. A fresh PostgreSQL database (migrated; ``synchronous_commit`` as the server has it, which must be ``on``):
@@ -11,7 +11,9 @@ a bare Flask route in the same gunicorn configuration, measured side by side in 
    Flask route (bench/bare_routes.py: the same JSON body parsing, answering ``{"ok": true}``) served by
    bench/wsgi_serve.py in the same configuration. The background worker is not started: what it does
    after the answer is measured by bench/outbox.py and bench/scaleout.py.
-3. Peak: ``wrk`` (closed loop) against each, bare first, posting to ``POST /storefront/submissions`` with
+3. Peak: ``wrk`` (closed loop), ``--seconds`` on each side in all, bare then app ``--rounds`` times (the
+   rates are the rounds' medians, the ratio the median of the rounds' ratios, and each phase's CPU is read
+   by part: bench/common.py ``alternate_peaks``), posting to ``POST /storefront/submissions`` with
    varied bodies (bench/submissions.lua: a new email for ~80% of the requests, a returning shopper with a
    new first name for the rest, spread over the shops, each with its form id, the consent tick and text,
    the page URL, the shop's ``Origin`` and a client address in ``X-Forwarded-For`` (``PROXY_COUNT=1``).
@@ -44,7 +46,9 @@ import sqlalchemy as sa
 from common import DEFAULT_SERVER
 from common import SECRET
 from common import BenchShop
+from common import Target
 from common import add_shops
+from common import alternate_peaks
 from common import bench_env
 from common import durability
 from common import emit_result
@@ -54,7 +58,6 @@ from common import http_request
 from common import migrate
 from common import require_tools
 from common import run_open_loop
-from common import run_wrk
 from common import serve_app
 from common import serve_wsgi
 from common import settle
@@ -188,6 +191,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds of each phase")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn workers")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--rounds", type=int, default=3, help="bare and app phases taken turn about")
     parser.add_argument("--shops", type=int, default=10)
     parser.add_argument("--no-rate-limits", action="store_true", help="turn the counted rate limits off")
     parser.add_argument("--quick", action="store_true", help="3-second phases (a smoke run)")
@@ -228,24 +232,26 @@ def main() -> None:
                     script=script,
                     script_args=["bare-warm"],
                 )
-                settle(bare_port)
-                bare_peak = run_wrk(f"http://127.0.0.1:{bare_port}{PATH}", args.seconds, args.connections,
-                                    script=script, script_args=["bare"])  # fmt: skip
-                stop(bare)
                 warm_up(
                     f"http://127.0.0.1:{app_port}{PATH}", args.workers, script=script, script_args=["warm"]
                 )
                 settle(app_port)
                 before, _ = count_submitted(engine)
                 wal_before, commits_before = wal_and_commits(engine)
-                app_peak = run_wrk(f"http://127.0.0.1:{app_port}{PATH}", args.seconds, args.connections,
-                                   script=script, script_args=["peak"])  # fmt: skip
+                rounds = alternate_peaks(
+                    Target(f"http://127.0.0.1:{bare_port}{PATH}", bare_port, bare.pid, script=script,
+                           script_args=["bare{round}"]),
+                    Target(f"http://127.0.0.1:{app_port}{PATH}", app_port, real.pid, script=script,
+                           script_args=["peak{round}"]),
+                    args.seconds, args.connections, args.rounds,
+                )  # fmt: skip
+                stop(bare)
                 settle(app_port)
                 time.sleep(1)  # the backends' statistics reach pg_stat_database within a second
                 wal_after, commits_after = wal_and_commits(engine)
                 # Answers wrk never received (its last in-flight requests) are committed too: counted now.
                 after_peak, _ = count_submitted(engine)
-                target = max(app_peak.rate / 2, 1.0)
+                target = max(rounds.app_rate / 2, 1.0)
                 latency = run_open_loop(app_port, mixed_requests(shops, int(target * args.seconds)), target)
                 time.sleep(1)
                 after, contacts = count_submitted(engine)
@@ -258,25 +264,29 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    answered = app_peak.ok + latency.ok
+    answered = rounds.app_total("ok") + latency.ok
     peak_committed = max(after_peak - before, 1)
     wal_per_submission = (wal_after - wal_before) / peak_committed
     # Less the probes' own reads (count_submitted, this function): a few transactions of hundreds.
     commits_per_submission = (commits_after - commits_before) / peak_committed
     committed = after - before
     # Each phase on its own: a phase's extra rows (requests wrk gave up on) must not hide another's missing.
-    missing = max(app_peak.ok - (after_peak - before), 0) + max(latency.ok - (after - after_peak), 0)
-    ratio = app_peak.rate / bare_peak.rate if bare_peak.rate else 0.0
+    peak_ok = rounds.app_total("ok")
+    missing = max(peak_ok - (after_peak - before), 0) + max(latency.ok - (after - after_peak), 0)
     limits = "off" if args.no_rate_limits else "counted in the database"
     print(
         f"gunicorn: {args.workers} sync workers each (popsync serve's configuration); "
-        f"wrk -t2 -c{args.connections} {args.seconds:.0f} s; {args.shops} shops; rate limits {limits}; "
+        f"wrk -t2 -c{args.connections}, {args.rounds} rounds of {max(1.0, args.seconds / args.rounds):.0f} s "
+        f"each side taken turn about; {args.shops} shops; rate limits {limits}; "
         f"PostgreSQL synchronous_commit={durable['synchronous_commit']} fsync={durable['fsync']}"
     )
-    print(f"bare Flask JSON route   : {bare_peak.rate:8.0f} req/s")
+    for line in rounds.describe("bare Flask JSON route", "submissions (PostgreSQL)"):
+        print(line)
+    print(f"bare Flask JSON route   : {rounds.reference_rate:8.0f} req/s (median of the rounds)")
     print(
-        f"submissions (PostgreSQL): {app_peak.rate:8.0f} req/s  = {100 * ratio:.0f}% of bare "
-        f"(non-2xx {app_peak.non_2xx}, socket errors {app_peak.socket_errors})"
+        f"submissions (PostgreSQL): {rounds.app_rate:8.0f} req/s  = {100 * rounds.ratio:.1f}% of bare "
+        f"(the median of the rounds' ratios; non-2xx {rounds.app_total('non_2xx')}, "
+        f"socket errors {rounds.app_total('socket_errors')})"
     )
     print(
         f"open loop at {target:.0f} req/s (a connection per request, new and returning shoppers): "
@@ -302,10 +312,10 @@ def main() -> None:
         workers=args.workers,
         seconds=args.seconds,
         rate_limits=not args.no_rate_limits,
-        bare_per_s=round(bare_peak.rate, 1),
-        submissions_per_s=round(app_peak.rate, 1),
-        ratio=round(ratio, 4),
-        non_2xx=app_peak.non_2xx + latency.non_2xx,
+        bare_per_s=round(rounds.reference_rate, 1),
+        submissions_per_s=round(rounds.app_rate, 1),
+        ratio=round(rounds.ratio, 4),
+        non_2xx=rounds.app_total("non_2xx") + latency.non_2xx,
         latency_rate=round(target, 1),
         p50_ms=round(latency.p50_ms, 2),
         p99_ms=round(latency.p99_ms, 2),
@@ -318,6 +328,7 @@ def main() -> None:
         wal_bytes_per_submission=round(wal_per_submission),
         commits_per_submission=round(commits_per_submission, 2),
         bytes_per_row=row_bytes,
+        **rounds.figures(),
     )
 
 

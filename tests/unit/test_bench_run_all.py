@@ -4,8 +4,10 @@ and goal logic), on canned results. The benchmarks themselves are not run here."
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -187,3 +189,55 @@ def test_the_popup_bench_counts_a_slices_thread_time_as_its_work_and_keeps_its_w
         ("EvaluateScript", 1.0, 0.6, 0.6),
         ("FunctionCall", 5.0, 13.0, 1.0),
     ]
+
+
+def _load_common() -> ModuleType:
+    sys.path.insert(0, str(RUN_ALL.parent))
+    try:
+        import common  # bench/common.py, as the benchmarks import it
+    finally:
+        sys.path.remove(str(RUN_ALL.parent))
+    return common
+
+
+def test_rounds_report_the_median_ratio_and_the_cpu_per_answer_by_part() -> None:
+    common = _load_common()
+
+    def phase(rate: float, seconds: float, cpu: dict[str, float]) -> object:
+        answers = int(rate * seconds)
+        return common.Phase(common.WrkResult(rate, answers, 0, 0), seconds, cpu)
+
+    idle = {"web": 0.0, "postgres": 0.0, "load": 0.0}
+    rounds = common.Rounds(
+        # a slow second round moves both sides; the third round's app phase alone is thrown off
+        [phase(1000, 2, idle), phase(500, 2, idle), phase(1000, 2, idle)],
+        [
+            phase(500, 2, {"web": 1.0, "postgres": 0.5, "load": 0.1}),
+            phase(260, 2, {"web": 1.0, "postgres": 0.5, "load": 0.1}),
+            phase(100, 2, {"web": 1.0, "postgres": 0.5, "load": 0.1}),
+        ],
+    )
+    assert rounds.ratios == [0.5, 0.52, 0.1]
+    assert rounds.ratio == 0.5  # the median: one bad round does not decide the figure
+    assert rounds.app_rate == 260
+    assert rounds.app_total("total") == 1000 + 520 + 200
+    first = rounds.app[0].per_answer_us()
+    cores = common.cores()
+    assert first["web"] == 1000.0  # 1 s of CPU over 1,000 answers
+    assert first["machine"] == 2 * cores / 1000 * 1e6
+    assert first["other"] == (2 * cores - 1.6) / 1000 * 1e6
+    figures = rounds.figures()
+    assert figures["round_ratios"] == [0.5, 0.52, 0.1]
+    assert figures["app_cpu_us"]["postgres"] == round(0.5 / 520 * 1e6)  # the median of 500, 962, 2,500
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_process_cpu_counts_a_servers_process_tree() -> None:
+    common = _load_common()
+    before = common.process_cpu(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # 0.2 s of this process's CPU
+        pass
+    after = common.process_cpu(os.getpid())
+    assert after["web"] - before["web"] >= 0.15  # /proc counts in clock ticks (10 ms)
+    assert set(after) == {"web", "postgres"}
