@@ -52,6 +52,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = Settings.from_mapping(source, instance_path=app.instance_path)
     app.config.update(SECRET_KEY=settings.secret_key, POPSYNC=settings, JSON_SORT_KEYS=False)
     app.session_interface = NoFlaskSession()
+    from app.tracking.views import OpenPixelEndpoint
+
+    # Innermost, inside ProxyFix and the request-id middleware: the open pixel without Flask's own costs.
+    app.wsgi_app = OpenPixelEndpoint(app.wsgi_app, app)  # type: ignore[method-assign]
     if config is None:
         # A real process (gunicorn, the worker, the CLI): JSON log lines in production. Tests keep
         # pytest's handlers, and capture the lines with configure_logging when they need them.

@@ -13,6 +13,7 @@ message). The signals, as mail providers and ESPs document them:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -35,12 +36,18 @@ _BOT = re.compile(
 
 def classify(user_agent: str | None, address: str | None) -> tuple[str, bool]:
     """The agent class and whether the fetch was a machine's rather than a person's."""
-    agent = (user_agent or "").strip()
+    return _classify(user_agent or "", _in_apple_network(address))
+
+
+# A handful of mail clients and image proxies fetch most pixels: the answer for a user agent is kept.
+@functools.lru_cache(maxsize=512)
+def _classify(user_agent: str, from_apple: bool) -> tuple[str, bool]:
+    agent = user_agent.strip()
     if "GoogleImageProxy" in agent:
         return GOOGLE_IMAGE_PROXY, True
     if "YahooMailProxy" in agent:
         return YAHOO_PROXY, True
-    if agent == "Mozilla/5.0" or (_in_apple_network(address) and "AppleWebKit" not in agent):
+    if agent == "Mozilla/5.0" or (from_apple and "AppleWebKit" not in agent):
         return APPLE_MPP, True
     if not agent or _BOT.search(agent):
         return BOT, True

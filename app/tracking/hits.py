@@ -23,6 +23,7 @@ from datetime import datetime
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import pq
 
 from app.contacts.service import SUPPRESSION_PURPOSE
 from app.crypto import Keyring
@@ -36,6 +37,8 @@ from app.tracking.tokens import TrackingLink
 
 OPEN = "open"
 CLICK = "click"
+# kind, message id, token, agent, machine, client address, occurred at, shop id, suppression digests
+_HitValues = tuple[str, str, str, str, bool, str | None, datetime, int, list[str]]
 _COLUMNS = ["shop_id", "kind", "message_id", "token", "agent", "machine", "client_address", "occurred_at"]
 
 
@@ -66,7 +69,17 @@ def record_hit(
     digests = suppression_digests(keyring, link)
     bind = db.sessionmaker.kw.get("bind")
     if db.dialect == "postgresql" and isinstance(bind, sa.Engine):
-        values = (kind, link.message_id, token, agent, machine, address, now, link.shop_id, digests)
+        values: _HitValues = (
+            kind,
+            link.message_id,
+            token,
+            agent,
+            machine,
+            address,
+            now,
+            link.shop_id,
+            digests,
+        )
         return _fast_insert(bind, values)
     row = sa.select(
         Shop.id,
@@ -91,43 +104,83 @@ def record_hit(
 
 # PostgreSQL in production: the same statement as above in ONE round trip, on a connection of its own per
 # process and thread (no pool checkout, no pre-ping, no BEGIN/COMMIT: the statement is its own transaction
-# in autocommit mode, and ``set_config(…, true)`` makes that transaction's commit asynchronous). This is
-# what keeps the pixel within reach of a bare route (docs/performance.md, "Open pixel"). Tests bound to a
-# rolled-back connection take the portable path above.
-_FAST_INSERT = """
+# in autocommit mode, and ``set_config(…, true)`` makes that transaction's commit asynchronous), prepared
+# once per connection and run through libpq itself with its parameters already text: psycopg's cursor
+# adapts each value in Python, which cost more CPU than the rest of the request (docs/performance.md,
+# "Open pixel"). Tests bound to a rolled-back connection take the portable path above.
+_FAST_INSERT = b"""
 INSERT INTO tracking_hits
     (shop_id, kind, message_id, token, agent, machine, client_address, occurred_at)
-SELECT s.id, %s, %s, %s, %s, %s, %s, %s
+SELECT s.id, $1, $2, $3, $4, $5, $6, $7
 FROM shops AS s, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-WHERE s.id = %s AND s.uninstalled_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM suppressions AS p WHERE p.shop_id = s.id AND p.digest = ANY(%s::text[]))
+WHERE s.id = $8 AND s.uninstalled_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM suppressions AS p WHERE p.shop_id = s.id AND p.digest = ANY($9::text[]))
 """
+_STATEMENT = b"popsync_record_hit"
 _local = threading.local()
 
 
-def _fast_insert(engine: sa.Engine, values: tuple[object, ...]) -> bool:
+def _fast_insert(engine: sa.Engine, values: _HitValues) -> bool:
+    parameters = _text_parameters(values)
     for attempt in (1, 2):
-        connection = _connection(engine)
+        pgconn = _connection(engine)
         try:
-            with connection.cursor() as cursor:
-                cursor.execute(_FAST_INSERT, values, prepare=True)
-                return cursor.rowcount > 0
-        except psycopg.OperationalError:
-            # A connection the server closed (a restart, an idle timeout): drop it, try once on a new one.
-            _local.__dict__.pop("connection", None)
-            connection.close()
-            if attempt == 2:
-                raise
+            result = pgconn.exec_prepared(_STATEMENT, parameters)
+        except psycopg.OperationalError:  # libpq could not even send it
+            result = None
+        if result is not None and result.status == pq.ExecStatus.COMMAND_OK:
+            return bool(result.command_tuples)
+        if result is not None and pgconn.status == pq.ConnStatus.OK:
+            raise psycopg.DatabaseError(_message(result))  # the statement failed; the connection is fine
+        # A connection the server closed (a restart, an idle timeout): drop it, try once on a new one.
+        close_fast_connection()
+        if attempt == 2:
+            raise psycopg.OperationalError("the connection was lost" if result is None else _message(result))
     return False
 
 
-def _connection(engine: sa.Engine) -> psycopg.Connection[tuple[object, ...]]:
+def _text_parameters(values: _HitValues) -> list[bytes | None]:
+    """The statement's parameters in PostgreSQL's text format ($1 … $9). libpq passes them as C strings,
+    so a NUL would cut one short: refused instead, as psycopg's own adaptation refuses it."""
+    kind, message_id, token, agent, machine, address, now, shop_id, digests = values
+    parameters = [
+        kind.encode(),
+        message_id.encode(),
+        token.encode(),
+        agent.encode(),
+        b"t" if machine else b"f",
+        address.encode() if address is not None else None,
+        now.isoformat().encode(),
+        str(shop_id).encode(),
+        _text_array(digests).encode(),
+    ]
+    if any(b"\x00" in parameter for parameter in parameters if parameter is not None):
+        raise psycopg.DataError("a NUL byte in a tracking hit's value")
+    return parameters
+
+
+def _text_array(items: list[str]) -> str:
+    """A PostgreSQL array literal of text items (each quoted, so that any character is safe)."""
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return "{" + ",".join(quoted) + "}"
+
+
+def _message(result: pq.abc.PGresult) -> str:
+    return (result.error_message or b"").decode("utf-8", "replace").strip() or result.status.name
+
+
+def _connection(engine: sa.Engine) -> pq.abc.PGconn:
     key = (os.getpid(), engine.url)
     if getattr(_local, "key", None) != key or _local.__dict__.get("connection") is None:
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        _local.connection = psycopg.connect(url, autocommit=True, connect_timeout=5)
+        connection = psycopg.connect(url, autocommit=True, connect_timeout=5)
+        prepared = connection.pgconn.prepare(_STATEMENT, _FAST_INSERT)
+        if prepared.status != pq.ExecStatus.COMMAND_OK:
+            connection.close()
+            raise psycopg.OperationalError(_message(prepared))
+        _local.connection = connection
         _local.key = key
-    return _local.connection
+    return _local.connection.pgconn
 
 
 def close_fast_connection() -> None:

@@ -2,7 +2,7 @@
 
 - ``GET /t/o/<token>.gif``: always ``200`` and the 1x1 GIF with ``Cache-Control: no-store``, whatever the
   token, and also when the database is down. A valid token records the open (one row, ``hits.py``); the
-  worker syncs it later (``drain.py``).
+  worker syncs it later (``drain.py``). Answered by ``OpenPixelEndpoint``, in front of Flask.
 - ``GET /t/c/<token>``: ``302`` to the URL sealed in the token, and only there; records the click. A bad
   token is ``404`` without a ``Location``.
 - ``GET /u/<token>``: a small page with a button; it changes nothing (mail scanners fetch links).
@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint
+from flask import Flask
 from flask import Response
 from flask import abort
 from flask import current_app
@@ -26,9 +29,12 @@ from flask import request
 from app.contacts.normalize import FieldError
 from app.contacts.service import get_service
 from app.crypto import Keyring
+from app.db import Database
 from app.db import get_database
 from app.db import utcnow
 from app.models import Shop
+from app.ops.requests import ROUTE_ENVIRON
+from app.ops.requests import WSGIApp
 from app.tracking.hits import CLICK
 from app.tracking.hits import OPEN
 from app.tracking.hits import record_hit
@@ -53,19 +59,44 @@ def _keyring() -> Keyring:
 
 
 def _record(link: TrackingLink, token: str, kind: str) -> None:
-    """Record a hit unless the link is too old; never raises (the answer must not depend on it)."""
+    """Record a hit from Flask's request (the click): see ``record_safely``."""
+    record_safely(
+        get_database(),
+        _keyring(),
+        link,
+        token,
+        kind,
+        method=request.method,
+        user_agent=request.headers.get("User-Agent"),
+        client_address=request.remote_addr,
+    )
+
+
+def record_safely(
+    database: Database,
+    keyring: Keyring,
+    link: TrackingLink,
+    token: str,
+    kind: str,
+    *,
+    method: str,
+    user_agent: str | None,
+    client_address: str | None,
+) -> None:
+    """Record a hit unless the link is too old or the request is not a GET; never raises (the answer must
+    not depend on it)."""
     try:
         now = utcnow()
-        if link.expired(now) or request.method != "GET":
+        if link.expired(now) or method != "GET":
             return
         record_hit(
-            get_database(),
-            _keyring(),
+            database,
+            keyring,
             link,
             token,
             kind=kind,
-            user_agent=request.headers.get("User-Agent"),
-            client_address=request.remote_addr,
+            user_agent=user_agent,
+            client_address=client_address,
             now=now,
         )
     except Exception as error:
@@ -73,24 +104,80 @@ def _record(link: TrackingLink, token: str, kind: str) -> None:
         log.warning("%s not recorded: %s", kind, type(error).__name__)
 
 
-@bp.get("/t/o/<token>.gif")
-def open_pixel(token: str) -> Response:
-    """The open pixel: the GIF, always; a valid token's open is recorded (synced later by the worker)."""
+def opened_link(keyring: Keyring, token: str) -> TrackingLink | None:
+    """The link a pixel's token carries, or None for anything else; never raises (the GIF goes out)."""
     try:
-        link = open_token(_keyring(), token)
+        return open_token(keyring, token)
     except InvalidTokenError:
-        link = None
+        return None
     except Exception as error:  # never anything but the GIF, whatever happens
         log.warning("open not read: %s", type(error).__name__)
-        link = None
+        return None
+
+
+PIXEL_ROUTE = "/t/o/<token>.gif"
+_PIXEL_PREFIX, _PIXEL_SUFFIX = "/t/o/", ".gif"
+_PIXEL_HEADERS = [
+    ("Content-Type", "image/gif"),
+    ("Content-Length", str(len(PIXEL))),
+    ("Cache-Control", "no-store"),
+]
+
+
+@bp.get(PIXEL_ROUTE)
+def open_pixel(token: str) -> Response:
+    """The open pixel through Flask: only what ``OpenPixelEndpoint`` passes on reaches it (in practice
+    nothing but its URL rule's 405 for other methods); the same answer."""
+    link = opened_link(_keyring(), token)
     if link is not None:
         _record(link, token, OPEN)
-    return Response(
-        PIXEL,
-        status=200,
-        mimetype="image/gif",
-        headers={"Cache-Control": "no-store", "Content-Length": str(len(PIXEL))},
-    )
+    return Response(PIXEL, status=200, headers=_PIXEL_HEADERS)
+
+
+class OpenPixelEndpoint:
+    """``GET`` and ``HEAD /t/o/<token>.gif`` answered before Flask, everything else passed on to it.
+
+    The pixel is the most requested URL popsync serves (every open of every email), and Flask's request
+    and response objects, URL matching and context push cost as much CPU as the rest of the pixel's own
+    work (docs/performance.md, "Open pixel"). This does what the Flask view does with the WSGI environ:
+    the same token check, the same ``record_safely``, the same 43-byte GIF and headers. It sits inside
+    ProxyFix (so ``REMOTE_ADDR`` is the shopper's address) and inside the request-id and metrics
+    middleware (so the request is counted and logged under its route like any other).
+    """
+
+    def __init__(self, wsgi_app: WSGIApp, flask_app: Flask) -> None:
+        self.wsgi_app = wsgi_app
+        self.flask_app = flask_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "")
+        token = path[len(_PIXEL_PREFIX) : -len(_PIXEL_SUFFIX)]
+        if (
+            method not in ("GET", "HEAD")
+            or not path.startswith(_PIXEL_PREFIX)
+            or not path.endswith(_PIXEL_SUFFIX)
+            or not token
+            or "/" in token  # as Flask's <token> converter: one path segment
+        ):
+            return self.wsgi_app(environ, start_response)
+        environ[ROUTE_ENVIRON] = PIXEL_ROUTE
+        extensions = self.flask_app.extensions
+        keyring: Keyring = extensions["popsync.keyring"]
+        link = opened_link(keyring, token)
+        if link is not None:
+            record_safely(
+                extensions["popsync.db"],
+                keyring,
+                link,
+                token,
+                OPEN,
+                method=method,
+                user_agent=environ.get("HTTP_USER_AGENT"),
+                client_address=environ.get("REMOTE_ADDR"),
+            )
+        start_response("200 OK", list(_PIXEL_HEADERS))
+        return [PIXEL] if method == "GET" else []
 
 
 @bp.get("/t/c/<token>")

@@ -45,6 +45,11 @@ HUMAN = {
 }
 
 
+@pytest.fixture
+def app_extra(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return getattr(request, "param", {})
+
+
 def mint(client: FlaskClient, auth: dict[str, str], **body: Any) -> dict[str, str]:
     body.setdefault("channel", "email")
     body.setdefault("message_id", "m-1")
@@ -102,6 +107,48 @@ def assert_pixel(response: Any) -> None:
 def test_the_pixel_answers_the_gif_for_any_token(client: FlaskClient, db: Database, token: str) -> None:
     assert_pixel(client.get(f"/t/o/{token}.gif"))
     assert hits(db) == []
+
+
+def test_the_pixel_answers_head_without_a_body_and_no_other_method(
+    client: FlaskClient, db: Database, shop: Shop, auth: dict[str, str]
+) -> None:
+    url = path(mint(client, auth, email=ANN)["open_url"])
+    head = client.head(url, headers=HUMAN)
+    assert head.status_code == 200
+    assert head.mimetype == "image/gif"
+    assert head.data == b""
+    assert head.headers["Content-Length"] == str(len(PIXEL))
+    assert head.headers["X-Request-Id"]
+    assert client.post(url, headers=HUMAN).status_code == 405
+    assert hits(db) == []  # neither records an open: mail clients and scanners only GET an image
+    response = client.get(url, headers=HUMAN)
+    assert_pixel(response)
+    assert response.headers["X-Request-Id"]
+    assert len(hits(db)) == 1
+
+
+def test_the_flask_view_behind_the_endpoint_answers_and_records_the_same(
+    app: Flask, client: FlaskClient, db: Database, shop: Shop, auth: dict[str, str]
+) -> None:
+    url = path(mint(client, auth, email=ANN)["open_url"])
+    token = url[len("/t/o/") : -len(".gif")]
+    with app.test_request_context(url, headers=HUMAN):
+        response = app.view_functions["tracking.open_pixel"](token=token)
+    assert_pixel(response)
+    assert response.headers["Content-Length"] == str(len(PIXEL))
+    assert [(hit.kind, hit.message_id) for hit in hits(db)] == [("open", "m-1")]
+
+
+@pytest.mark.parametrize("app_extra", [{"PROXY_COUNT": "1"}], indirect=True)
+def test_the_pixel_records_the_readers_address_as_the_proxy_forwarded_it(
+    client: FlaskClient, db: Database, shop: Shop, auth: dict[str, str]
+) -> None:
+    url = path(mint(client, auth, email=ANN)["open_url"])
+    forwarded = {**HUMAN, "X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+    assert_pixel(client.get(url, headers=forwarded, environ_base={"REMOTE_ADDR": "10.0.0.2"}))
+    [hit] = hits(db)
+    assert hit.client_address == "203.0.113.9"  # one proxy: its entry, never the one the client sent
+    assert (hit.agent, hit.machine) == ("human", False)
 
 
 def test_a_valid_open_is_recorded_and_synced_once_per_message_and_recipient(

@@ -3,6 +3,7 @@ exactly what the portable path refuses: an uninstalled shop and an erased recipi
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -13,6 +14,7 @@ from app.db import utcnow
 from app.models import Shop
 from app.models import TrackingHit
 from app.shops import register_shop
+from app.tracking.hits import _text_array
 from app.tracking.hits import close_fast_connection
 from app.tracking.hits import record_hit
 from app.tracking.tokens import TrackingLink
@@ -67,3 +69,47 @@ def test_the_fast_path_records_only_what_it_may(fresh_database: sa.Engine) -> No
         close_fast_connection()
     assert hits(fresh_database, open_id) == 1
     assert hits(fresh_database, gone_id) == 0
+
+
+def test_the_fast_path_reconnects_once_when_the_server_closed_its_connection(
+    fresh_database: sa.Engine,
+) -> None:
+    database = Database(str(fresh_database.url), engine=fresh_database)
+    keyring = Keyring(TEST_SECRET_KEY)
+    with database.write_transaction() as session:
+        shop_id = register_shop(
+            session, keyring, platform="shopify", domain="open.myshopify.com", token="t"
+        ).id
+
+    def opened(message_id: str = "m1") -> bool:
+        link = TrackingLink(
+            shop_id=shop_id, channel="email", message_id=message_id, issued_at=utcnow(), email="a@b.co"
+        )
+        return record_hit(
+            database, keyring, link, "token", kind="open", user_agent=None, client_address=None, now=utcnow()
+        )
+
+    try:
+        assert opened() is True
+        with fresh_database.connect() as admin:  # an idle timeout or a restart, as the app sees it
+            killed = admin.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND query LIKE '%tracking_hits%'"
+                )
+            )
+        assert killed == 1
+        assert opened() is True
+        with pytest.raises(psycopg.DataError):  # libpq would cut the value at the NUL; refused instead
+            opened("m\x00evil")
+    finally:
+        close_fast_connection()
+    assert hits(fresh_database, shop_id) == 2
+
+
+def test_the_fast_paths_text_arrays_reach_postgresql_as_they_were(fresh_database: sa.Engine) -> None:
+    items = ["abc", 'a "quoted" one', "back\\slash", "comma,brace}{", "", "NULL"]
+    with fresh_database.connect() as connection:
+        stored = connection.scalar(sa.text("SELECT CAST(:items AS text[])"), {"items": _text_array(items)})
+    assert stored == items
