@@ -117,6 +117,7 @@ WHERE s.id = $8 AND s.uninstalled_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM suppressions AS p WHERE p.shop_id = s.id AND p.digest = ANY($9::text[]))
 """
 _STATEMENT = b"popsync_record_hit"
+_INVALID_SQL_STATEMENT_NAME = b"26000"  # "prepared statement … does not exist"
 _local = threading.local()
 
 
@@ -130,19 +131,36 @@ def _fast_insert(engine: sa.Engine, values: _HitValues) -> bool:
             result = None
         if result is not None and result.status == pq.ExecStatus.COMMAND_OK:
             return bool(result.command_tuples)
-        if result is not None and pgconn.status == pq.ConnStatus.OK:
-            raise psycopg.DatabaseError(_message(result))  # the statement failed; the connection is fine
-        # A connection the server closed (a restart, an idle timeout): drop it, try once on a new one.
+        if result is not None and pgconn.status == pq.ConnStatus.OK and not _statement_gone(result):
+            raise _failure(result)  # the statement failed; the connection is fine
+        # A connection the server closed (a restart, an idle timeout), or one that lost its prepared
+        # statement (a pooler in between, a DEALLOCATE): drop it, try once on a new one.
         close_fast_connection()
         if attempt == 2:
             raise psycopg.OperationalError("the connection was lost" if result is None else _message(result))
     return False
 
 
+def _failure(result: pq.abc.PGresult) -> psycopg.Error:
+    """The error psycopg would have raised for the result (its class names it in the log line)."""
+    code = result.error_field(pq.DiagnosticField.SQLSTATE)
+    try:
+        error_class = psycopg.errors.lookup(code.decode("ascii")) if code else psycopg.DatabaseError
+    except KeyError:
+        error_class = psycopg.DatabaseError
+    return error_class(_message(result))
+
+
+def _statement_gone(result: pq.abc.PGresult) -> bool:
+    return result.error_field(pq.DiagnosticField.SQLSTATE) == _INVALID_SQL_STATEMENT_NAME
+
+
 def _text_parameters(values: _HitValues) -> list[bytes | None]:
     """The statement's parameters in PostgreSQL's text format ($1 … $9). libpq passes them as C strings,
     so a NUL would cut one short: refused instead, as psycopg's own adaptation refuses it."""
     kind, message_id, token, agent, machine, address, now, shop_id, digests = values
+    if now.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")  # as UTCDateTime refuses it
     parameters = [
         kind.encode(),
         message_id.encode(),
@@ -173,11 +191,15 @@ def _connection(engine: sa.Engine) -> pq.abc.PGconn:
     key = (os.getpid(), engine.url)
     if getattr(_local, "key", None) != key or _local.__dict__.get("connection") is None:
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = psycopg.connect(url, autocommit=True, connect_timeout=5)
-        prepared = connection.pgconn.prepare(_STATEMENT, _FAST_INSERT)
-        if prepared.status != pq.ExecStatus.COMMAND_OK:
+        # UTF-8 whatever the server's or the environment's default: the parameters are encoded here.
+        connection = psycopg.connect(url, autocommit=True, connect_timeout=5, client_encoding="utf8")
+        try:
+            prepared = connection.pgconn.prepare(_STATEMENT, _FAST_INSERT)
+            if prepared.status != pq.ExecStatus.COMMAND_OK:
+                raise psycopg.OperationalError(_message(prepared))
+        except BaseException:
             connection.close()
-            raise psycopg.OperationalError(_message(prepared))
+            raise
         _local.connection = connection
         _local.key = key
     return _local.connection.pgconn

@@ -3,6 +3,8 @@ exactly what the portable path refuses: an uninstalled shop and an erased recipi
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ from app.db import utcnow
 from app.models import Shop
 from app.models import TrackingHit
 from app.shops import register_shop
+from app.tracking.hits import _local
 from app.tracking.hits import _text_array
 from app.tracking.hits import close_fast_connection
 from app.tracking.hits import record_hit
@@ -81,12 +84,19 @@ def test_the_fast_path_reconnects_once_when_the_server_closed_its_connection(
             session, keyring, platform="shopify", domain="open.myshopify.com", token="t"
         ).id
 
-    def opened(message_id: str = "m1") -> bool:
+    def opened(message_id: str = "m1", now: datetime | None = None) -> bool:
         link = TrackingLink(
             shop_id=shop_id, channel="email", message_id=message_id, issued_at=utcnow(), email="a@b.co"
         )
         return record_hit(
-            database, keyring, link, "token", kind="open", user_agent=None, client_address=None, now=utcnow()
+            database,
+            keyring,
+            link,
+            "token",
+            kind="open",
+            user_agent=None,
+            client_address=None,
+            now=now or utcnow(),
         )
 
     try:
@@ -103,9 +113,40 @@ def test_the_fast_path_reconnects_once_when_the_server_closed_its_connection(
         assert opened() is True
         with pytest.raises(psycopg.DataError):  # libpq would cut the value at the NUL; refused instead
             opened("m\x00evil")
+        with pytest.raises(ValueError, match="naive"):  # the server would read it in its own time zone
+            opened(now=datetime(2026, 11, 30, 12, 0))
+        # A pooler in between, or anything that drops the prepared statement: prepared again, recorded.
+        connection = _local.connection
+        connection.execute("DEALLOCATE popsync_record_hit")
+        assert opened() is True
+        assert _local.connection is not connection
     finally:
         close_fast_connection()
-    assert hits(fresh_database, shop_id) == 2
+    assert hits(fresh_database, shop_id) == 3
+
+
+def test_the_fast_path_sends_utf8_whatever_the_clients_default_encoding(
+    fresh_database: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    database = Database(str(fresh_database.url), engine=fresh_database)
+    keyring = Keyring(TEST_SECRET_KEY)
+    with database.write_transaction() as session:
+        shop_id = register_shop(
+            session, keyring, platform="shopify", domain="open.myshopify.com", token="t"
+        ).id
+    link = TrackingLink(
+        shop_id=shop_id, channel="email", message_id="Newsletter — März", issued_at=utcnow(), email="a@b.co"
+    )
+    try:
+        assert record_hit(
+            database, keyring, link, "token", kind="open", user_agent=None, client_address=None, now=utcnow()
+        )
+    finally:
+        close_fast_connection()
+    with fresh_database.connect() as connection:
+        stored = connection.scalar(sa.select(TrackingHit.message_id).where(TrackingHit.shop_id == shop_id))
+    assert stored == "Newsletter — März"
 
 
 def test_the_fast_paths_text_arrays_reach_postgresql_as_they_were(fresh_database: sa.Engine) -> None:
