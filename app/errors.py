@@ -18,6 +18,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import InternalServerError
 from werkzeug.exceptions import ServiceUnavailable
 
+from app.logging_setup import masked_path
+
 log = logging.getLogger("popsync.errors")
 JSON_PREFIXES = ("/api/", "/storefront/", "/proxy/", "/webhooks/", "/t/", "/healthz", "/readyz", "/metrics")
 # Seconds a client is asked to wait after a database outage: a PostgreSQL restart or fail-over takes a few.
@@ -52,6 +54,12 @@ def _unavailable_response() -> Response:
     return response
 
 
+def _logged_path() -> str:
+    """The request's route template (``/u/<token>``), or its path with tokens masked: never a token."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else masked_path(request.path)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def on_http_error(error: HTTPException):  # type: ignore[no-untyped-def]
@@ -71,10 +79,10 @@ def init_app(app: Flask) -> None:
             # Only the error's class: SQLAlchemy's message quotes the statement and its parameters
             # (personal data).
             cause = type(getattr(error, "orig", None) or error).__name__
-            log.warning("database unavailable on %s %s (%s)", request.method, request.path, cause)
+            log.warning("database unavailable on %s %s (%s)", request.method, _logged_path(), cause)
             return _unavailable_response()
         # Logged with the route only: request bodies carry personal data and are never logged.
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, _logged_path())
         if not wants_json():
             return InternalServerError()
         response = jsonify({"ok": False, "error": "internal error"})

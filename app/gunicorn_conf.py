@@ -30,14 +30,13 @@ from gunicorn.glogging import Logger
 from app import metrics
 from app.logging_setup import JsonFormatter
 from app.logging_setup import TextFormatter
+from app.logging_setup import masked_path
 from app.ops.requests import REQUEST_ID_ENVIRON
 from app.ops.requests import ROUTE_ENVIRON
 
 TIMEOUT = 30
 GRACEFUL_TIMEOUT = 20
 KEEPALIVE = 5
-# A path segment this long is an opaque token (pixel, click and unsubscribe links): masked in the access log.
-LONG_SEGMENT = 40
 
 
 def default_workers() -> int:
@@ -99,11 +98,6 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     metrics.mark_process_dead(worker.pid)
-
-
-def masked_path(path: str) -> str:
-    """The path with each long segment (an opaque token) replaced by ``…``, cut to 200 characters."""
-    return "/".join("…" if len(segment) >= LONG_SEGMENT else segment for segment in path.split("/"))[:200]
 
 
 class JsonLogger(Logger):

@@ -61,6 +61,16 @@ def current_request_id() -> str | None:
     return REQUEST_ID.get()
 
 
+# A path segment this long is an opaque token (pixel, click and unsubscribe links): masked wherever a path
+# is logged (gunicorn's access log, the error handlers' lines).
+LONG_SEGMENT = 40
+
+
+def masked_path(path: str) -> str:
+    """The path with each long segment (an opaque token) replaced by ``…``, cut to 200 characters."""
+    return "/".join("…" if len(segment) >= LONG_SEGMENT else segment for segment in path.split("/"))[:200]
+
+
 def redact(text: str) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)

@@ -13,6 +13,8 @@ from app.auth.admin_session import COOKIE_NAME
 from app.auth.admin_session import seal_session
 from app.db import utcnow
 from app.models import Shop
+from app.tracking.tokens import TrackingLink
+from app.tracking.tokens import seal
 from tests.conftest import app_config
 
 pytestmark = pytest.mark.nodb
@@ -61,3 +63,22 @@ def test_admin_pages_answer_503_with_retry_after(client: FlaskClient) -> None:
     assert int(response.headers["Retry-After"]) > 0
     assert response.mimetype == "text/html"
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_an_error_on_a_tokens_page_logs_its_route_never_its_token(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.tracking import views
+
+    def broken(link: TrackingLink) -> str:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(views, "_masked", broken)
+    keyring = client.application.extensions["popsync.keyring"]
+    token = seal(keyring, TrackingLink(1, "email", "m-1", utcnow(), email="ann@example.com"))
+    with caplog.at_level(logging.WARNING, logger="popsync.errors"):
+        response = client.get(f"/u/{token}")
+    assert response.status_code == 500
+    [record] = [r for r in caplog.records if r.name == "popsync.errors"]
+    assert record.getMessage() == "unhandled error on GET /u/<token>"
+    assert token not in caplog.text

@@ -18,9 +18,9 @@ from app import create_app
 from app.config import Settings
 from app.gunicorn_conf import JsonLogger
 from app.gunicorn_conf import gunicorn_options
-from app.gunicorn_conf import masked_path
 from app.logging_setup import REQUEST_ID
 from app.logging_setup import configure_logging
+from app.logging_setup import masked_path
 from app.logging_setup import redact
 from app.logging_setup import safe_request_id
 from tests.conftest import app_config
