@@ -436,28 +436,41 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class ProcessStat:
+    name: str
+    parent: int
+    cpu_seconds: float  # user + system, so far
+
+
+def process_stat(pid: int | str) -> ProcessStat | None:
+    """A process's name, parent and CPU time from /proc/<pid>/stat (Linux); None once it has gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name, _, rest = stat[stat.index("(") + 1 :].rpartition(")")
+    fields = rest.split()
+    # After the name: state, ppid, …; utime and stime are the 14th and 15th fields of the line.
+    return ProcessStat(name, int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+
+
 def process_cpu(server_pid: int) -> dict[str, float]:
     """CPU seconds (user + system) so far of a server's processes (its gunicorn master and the workers)
     and of every PostgreSQL process on the machine, read from /proc (Linux). Empty elsewhere."""
-    tick = os.sysconf("SC_CLK_TCK")
     totals = {"web": 0.0, "postgres": 0.0}
     try:
-        entries = [entry for entry in os.scandir("/proc") if entry.name.isdigit()]
+        pids = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
     except OSError:
         return {}
-    for entry in entries:
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:  # the process has gone
+    for pid in pids:
+        stat = process_stat(pid)
+        if stat is None:
             continue
-        name, _, rest = stat[stat.index("(") + 1 :].rpartition(")")
-        fields = rest.split()
-        # After the name: state, ppid, …; utime and stime are the 14th and 15th fields of the line.
-        seconds = (int(fields[11]) + int(fields[12])) / tick
-        if int(entry.name) == server_pid or int(fields[1]) == server_pid:
-            totals["web"] += seconds
-        elif name == "postgres":
-            totals["postgres"] += seconds
+        if int(pid) == server_pid or stat.parent == server_pid:
+            totals["web"] += stat.cpu_seconds
+        elif stat.name == "postgres":
+            totals["postgres"] += stat.cpu_seconds
     return totals
 
 

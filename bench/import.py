@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import resource
 import tempfile
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 from common import drop_database
 from common import emit_result
 from common import fresh_database
+from common import process_stat
 
 from app import create_app
 from app.admin.imports import export_statement
@@ -156,15 +156,8 @@ def server_cpu_seconds(db: Database) -> float:
         pids = connection.scalars(
             sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         ).all()
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+    stats = (process_stat(pid) for pid in pids)
+    return sum(stat.cpu_seconds for stat in stats if stat is not None)
 
 
 def rss_mb() -> float:

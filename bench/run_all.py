@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common import cores
 from common import parse_result
 
 BENCH = Path(__file__).resolve().parent
@@ -283,8 +284,7 @@ def machine() -> str:
         memory = f", {int(found.group(1)) / 1024 / 1024:.0f} GiB" if found else ""
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cores} cores ({model or platform.processor()}){memory}, Python {platform.python_version()}"
+    return f"{cores()} cores ({model or platform.processor()}){memory}, Python {platform.python_version()}"
 
 
 def load_average() -> str:

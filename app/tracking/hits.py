@@ -37,8 +37,6 @@ from app.tracking.tokens import TrackingLink
 
 OPEN = "open"
 CLICK = "click"
-# kind, message id, token, agent, machine, client address, occurred at, shop id, suppression digests
-_HitValues = tuple[str, str, str, str, bool, str | None, datetime, int, list[str]]
 _COLUMNS = ["shop_id", "kind", "message_id", "token", "agent", "machine", "client_address", "occurred_at"]
 
 
@@ -69,18 +67,10 @@ def record_hit(
     digests = suppression_digests(keyring, link)
     bind = db.sessionmaker.kw.get("bind")
     if db.dialect == "postgresql" and isinstance(bind, sa.Engine):
-        values: _HitValues = (
-            kind,
-            link.message_id,
-            token,
-            agent,
-            machine,
-            address,
-            now,
-            link.shop_id,
-            digests,
+        parameters = _text_parameters(
+            kind, link.message_id, token, agent, machine, address, now, link.shop_id, digests
         )
-        return _fast_insert(bind, values)
+        return _fast_insert(bind, parameters)
     row = sa.select(
         Shop.id,
         sa.literal(kind, sa.String()),
@@ -121,8 +111,7 @@ _INVALID_SQL_STATEMENT_NAME = b"26000"  # "prepared statement … does not exist
 _local = threading.local()
 
 
-def _fast_insert(engine: sa.Engine, values: _HitValues) -> bool:
-    parameters = _text_parameters(values)
+def _fast_insert(engine: sa.Engine, parameters: list[bytes | None]) -> bool:
     for attempt in (1, 2):
         pgconn = _connection(engine)
         try:
@@ -155,10 +144,19 @@ def _statement_gone(result: pq.abc.PGresult) -> bool:
     return result.error_field(pq.DiagnosticField.SQLSTATE) == _INVALID_SQL_STATEMENT_NAME
 
 
-def _text_parameters(values: _HitValues) -> list[bytes | None]:
-    """The statement's parameters in PostgreSQL's text format ($1 … $9). libpq passes them as C strings,
+def _text_parameters(
+    kind: str,
+    message_id: str,
+    token: str,
+    agent: str,
+    machine: bool,
+    address: str | None,
+    now: datetime,
+    shop_id: int,
+    digests: list[str],
+) -> list[bytes | None]:
+    """The statement's parameters ($1 … $9) in PostgreSQL's text format. libpq passes them as C strings,
     so a NUL would cut one short: refused instead, as psycopg's own adaptation refuses it."""
-    kind, message_id, token, agent, machine, address, now, shop_id, digests = values
     if now.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")  # as UTCDateTime refuses it
     parameters = [

@@ -34,6 +34,15 @@ def hits(engine: sa.Engine, shop_id: int) -> int:
         )
 
 
+def installed_shop(engine: sa.Engine) -> tuple[Database, Keyring, int]:
+    """The database, a keyring and one installed shop's id."""
+    database = Database(str(engine.url), engine=engine)
+    keyring = Keyring(TEST_SECRET_KEY)
+    with database.write_transaction() as session:
+        shop = register_shop(session, keyring, platform="shopify", domain="open.myshopify.com", token="t")
+        return database, keyring, shop.id
+
+
 def test_the_fast_path_records_only_what_it_may(fresh_database: sa.Engine) -> None:
     database = Database(str(fresh_database.url), engine=fresh_database)
     assert database.dialect == "postgresql"
@@ -77,12 +86,7 @@ def test_the_fast_path_records_only_what_it_may(fresh_database: sa.Engine) -> No
 def test_the_fast_path_reconnects_once_when_the_server_closed_its_connection(
     fresh_database: sa.Engine,
 ) -> None:
-    database = Database(str(fresh_database.url), engine=fresh_database)
-    keyring = Keyring(TEST_SECRET_KEY)
-    with database.write_transaction() as session:
-        shop_id = register_shop(
-            session, keyring, platform="shopify", domain="open.myshopify.com", token="t"
-        ).id
+    database, keyring, shop_id = installed_shop(fresh_database)
 
     def opened(message_id: str = "m1", now: datetime | None = None) -> bool:
         link = TrackingLink(
@@ -129,12 +133,7 @@ def test_the_fast_path_sends_utf8_whatever_the_clients_default_encoding(
     fresh_database: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
-    database = Database(str(fresh_database.url), engine=fresh_database)
-    keyring = Keyring(TEST_SECRET_KEY)
-    with database.write_transaction() as session:
-        shop_id = register_shop(
-            session, keyring, platform="shopify", domain="open.myshopify.com", token="t"
-        ).id
+    database, keyring, shop_id = installed_shop(fresh_database)
     link = TrackingLink(
         shop_id=shop_id, channel="email", message_id="Newsletter — März", issued_at=utcnow(), email="a@b.co"
     )
