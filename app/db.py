@@ -23,7 +23,6 @@ from typing import Any
 from typing import Generic
 from typing import TypeVar
 
-import psycopg
 import sqlalchemy as sa
 from flask import Flask
 from flask import g
@@ -35,6 +34,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 from werkzeug.routing import IntegerConverter
+
+from app.prepared import run
 
 _Statement = TypeVar("_Statement")
 
@@ -87,6 +88,11 @@ def create_db_engine(url: str, **kwargs: Any) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine
+    if sa.make_url(url).get_driver_name() == "psycopg":
+        # psycopg prepares a statement it has run five times, and after any ROLLBACK (a savepoint's too)
+        # deallocates ALL prepared statements of the connection, app/prepared.py's with them. The hot
+        # paths' statements are prepared there; psycopg prepares none.
+        kwargs["connect_args"] = {"prepare_threshold": None, **kwargs.get("connect_args", {})}
     engine = sa.create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine)
@@ -153,6 +159,7 @@ class Database:
         self.url = url
         self.engine = engine or create_db_engine(url)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._autocommit_engine: sa.Engine | None = None
 
     @property
     def dialect(self) -> str:
@@ -193,7 +200,16 @@ class Database:
         bind = self.sessionmaker.kw.get("bind")
         if self.dialect != "postgresql" or not isinstance(bind, sa.Engine):
             return None
-        return bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if self._autocommit_engine is None:
+            # A pool of its own whose connections stay in autocommit: switching a pooled connection to it
+            # at checkout and back at checkin cost more than the statement (docs/performance.md).
+            autocommit_engine = create_db_engine(
+                self.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8
+            )
+            # Closed with the main pool (``Database.engine.dispose()``: tests, workers after a fork).
+            event.listen(bind, "engine_disposed", lambda _engine: autocommit_engine.dispose())
+            self._autocommit_engine = autocommit_engine
+        return self._autocommit_engine.connect()
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -232,42 +248,29 @@ class PerDialect(Generic[_Statement]):
         return statement
 
 
-@contextmanager
-def pipelined(session: Session) -> Iterator[None]:
-    """The statements run inside go to the server without waiting for each one's answer (PostgreSQL's
-    pipeline mode, psycopg's ``Connection.pipeline``); the last answers come back when the block ends, one
-    round trip for all of them. A statement the server refuses is raised as SQLAlchemy's error for it, by
-    a later statement inside the block (psycopg reads the answers that have arrived as it sends) or at the
-    end, so the error may carry the later statement's SQL; the rest of the block's statements are skipped
-    by the server, and the transaction rolls back as usual. Inside, a statement's ``rowcount`` is -1.
+AFTER_COMMIT = "popsync_after_commit"
 
-    Only for writes whose answer nobody reads: a statement that returns rows cannot run inside (SQLAlchemy
-    reads its result before the answer has arrived), so an ``INSERT`` must not ask for ``RETURNING``
-    (``Insert.inline()``), no ORM object may be flushed inside (its flush asks for its id; the session's
-    pending changes are flushed before the block) and no ``COPY``. Elsewhere than PostgreSQL the block runs
-    as it is.
 
-    Why: on the two cores a storefront submission's every round trip is a switch to a database process and
-    back among a dozen busy ones; its four writes in one cut its round trips from 11 to 8
-    (docs/performance.md, "Round trips")."""
-    if session.get_bind().dialect.name != "postgresql":
-        yield
-        return
-    session.flush()
-    connection = session.connection()
-    driver = connection.connection.driver_connection
-    try:
-        with driver.pipeline():  # type: ignore[union-attr]
-            yield
-    except psycopg.Error as error:
-        # Raised when the block ended (inside it, SQLAlchemy raised its own error): a lost connection is
-        # dropped from the pool here, as SQLAlchemy does for an error it sees itself.
-        lost = bool(driver.broken or driver.closed)  # type: ignore[union-attr]
-        if lost:
-            connection.invalidate(error)
-        raise sa.exc.DBAPIError.instance(
-            None, None, error, psycopg.Error, connection_invalidated=lost
-        ) from error
+def after_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Run ``callback`` once the session's transaction has committed (never if it rolls back).
+
+    One listener for every session, registered once, reads the callbacks from ``session.info``:
+    registering a listener per transaction (``event.listen(session, …, once=True)``) cost a storefront
+    submission more than one of its statements."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop(AFTER_COMMIT, None)
+    for callback in callbacks or ():
+        callback()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_commit(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the session's own transaction, not a savepoint in it
+        session.info.pop(AFTER_COMMIT, None)
 
 
 def identifier_lock_key(shop_id: int, kind: str, value: str) -> int:
@@ -287,7 +290,7 @@ def lock_identifiers(session: Session, keys: Iterable[int]) -> None:
         return
     connection = session.connection()
     for key in sorted(set(keys)):
-        connection.execute(_ADVISORY_LOCK, {"key": key})
+        run(connection, _ADVISORY_LOCK, {"key": key})
 
 
 _ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")

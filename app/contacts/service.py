@@ -44,9 +44,9 @@ from app.contacts.rules import Collected
 from app.crypto import Keyring
 from app.db import Database
 from app.db import PerDialect
+from app.db import after_commit
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
-from app.db import pipelined
 from app.db import upsert_for
 from app.db import utcnow
 from app.enums import Consent
@@ -60,6 +60,7 @@ from app.models import Contact
 from app.models import ContactEvent
 from app.models import OutboxItem
 from app.models import Suppression
+from app.prepared import run
 
 SUPPRESSION_PURPOSE = "suppression"
 # Above this many identifiers, a sync first asks whether the shop has any suppression at all.
@@ -191,11 +192,9 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class _Writes:
-    """A decided batch's writes, to send before its commit; ``copies`` when they include a ``COPY`` (which
-    cannot go in a pipeline: app/db.py, ``pipelined``)."""
+    """A decided batch's writes, to send before its commit."""
 
     send: Callable[[], None]
-    copies: bool = False
 
     def __call__(self) -> None:
         self.send()
@@ -264,7 +263,7 @@ class _Batch:
             steps.append(lambda: _send_copy(session, _CONTACTS, _COLUMNS, contacts_text))
         elif created:
             new_rows = [row.values() for row in created]
-            steps.append(lambda: session.connection().execute(_INSERT_CONTACT, new_rows))
+            steps.append(lambda: run(session.connection(), _INSERT_CONTACT, new_rows))
         changed = [
             {
                 "row_id": row.id,
@@ -275,20 +274,20 @@ class _Batch:
             if row.stored is not None and (current := row.synced_values()) != row.stored
         ]
         if changed:
-            steps.append(lambda: session.connection().execute(_UPDATE_CONTACT, changed))
+            steps.append(lambda: run(session.connection(), _UPDATE_CONTACT, changed))
         if copy_events:
             cells = ([event[name] for name in _EVENT_COLUMNS] for event in self.events)
             events_text = _copy_text(session, _EVENTS, _EVENT_COLUMNS, cells)
             steps.append(lambda: _send_copy(session, _EVENTS, _EVENT_COLUMNS, events_text))
         elif self.events:
             events = self.events
-            steps.append(lambda: session.connection().execute(_INSERT_EVENT, events))
+            steps.append(lambda: run(session.connection(), _INSERT_EVENT, events))
 
         def send() -> None:
             for step in steps:  # in this order: an event's contact is in the table before the event
                 step()
 
-        return _Writes(send, copies=copy_contacts or copy_events)
+        return _Writes(send)
 
 
 _EVENT_COLUMNS = ("shop_id", "contact_id", "kind", "occurred_at", "data")
@@ -340,7 +339,7 @@ _RESERVE_IDS = sa.text(
 )
 _INSERT_CONTACT = sa.insert(_CONTACTS).inline()  # the ids are reserved: nothing to return
 # Inline: no ``RETURNING`` of the new id (SQLAlchemy asks for it by default on a one-row insert, and nobody
-# reads it), so the insert can go in a pipeline (app/db.py, ``pipelined``).
+# reads it).
 _INSERT_EVENT = sa.insert(_EVENTS).inline()
 _SUPPRESSIONS: sa.Table = Suppression.__table__  # type: ignore[assignment]
 _SUPPRESSED = sa.select(_SUPPRESSIONS.c.id, _SUPPRESSIONS.c.digest).where(
@@ -523,21 +522,16 @@ class ContactService:
         not committed. The same defaults as ``sync``. The syncs are counted (app/metrics.py) when the
         caller's transaction commits.
 
-        ``then_write``: the caller's own writes, run right after the sync's. Unless the sync's writes need
-        a ``COPY`` (a batch of many), the two go to the database together, in one round trip (app/db.py,
-        ``pipelined``), so ``then_write`` must only write, and read no rows."""
+        ``then_write``: the caller's own writes, run right after the sync's (a submission's form count)."""
         write_platform, lift = _rule_defaults(source, write_platform, lift_suppression)
         results, write = self._sync_records(
             session, shop_id, records, source, evidence, write_platform, None, lift
         )
-        with contextlib.nullcontext() if write.copies else pipelined(session):
-            write()
-            if then_write is not None:
-                then_write()
+        write()
+        if then_write is not None:
+            then_write()
         tally = Counter(result.action for result in results)
-        sa.event.listen(
-            session, "after_commit", lambda _session: metrics.record_syncs(source.value, tally), once=True
-        )
+        after_commit(session, lambda: metrics.record_syncs(source.value, tally))
         return results
 
     def _sync_records(
@@ -630,7 +624,7 @@ class ContactService:
             send()
             enqueue_pushes(session, shop_id, sorted(pushes), started)
 
-        return results, _Writes(write, copies=send.copies)
+        return results, _Writes(write)
 
     def _apply(
         self,
@@ -705,7 +699,7 @@ class ContactService:
         contact_ids: set[int] = set()
         suppressions: list[tuple[int, str]] = []
         batch = _Batch(size=1)
-        for what, number, digest in connection.execute(_READ_ONE, params):
+        for what, number, digest in run(connection, _READ_ONE, params):
             if what == "contact":
                 contact_ids.add(number)
             elif what == "suppression":
@@ -713,7 +707,7 @@ class ContactService:
             else:  # the id reserved for a new contact (unused, and skipped by the sequence, if none is made)
                 batch.reserved = [number]
         if contact_ids:
-            rows = connection.execute(_CANDIDATES_BY_ID, {"shop_id": shop_id, "ids": sorted(contact_ids)})
+            rows = run(connection, _CANDIDATES_BY_ID, {"shop_id": shop_id, "ids": sorted(contact_ids)})
             for row in rows.mappings():
                 batch.add(_Row.loaded(row))
         return _suppressed_or_lifted(connection, by_digest, suppressions, lift), batch
@@ -979,7 +973,7 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
         for contact_id in contact_ids
     ]
     connection = session.connection()
-    connection.execute(_ENQUEUE_PUSH(connection), rows)
+    run(connection, _ENQUEUE_PUSH(connection), rows)
 
 
 _OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]

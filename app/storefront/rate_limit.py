@@ -36,6 +36,7 @@ from app.db import get_database
 from app.db import upsert_for
 from app.db import utcnow
 from app.models import RateLimitCounter
+from app.prepared import run
 
 # Windows are at most a day long; a row whose window started before this is over and can go.
 _LONGEST_PERIOD = timedelta(days=1)
@@ -146,7 +147,7 @@ class DatabaseRateLimiter:
         params: dict[str, object] = {}
         for index, (limit, key, start) in enumerate(zip(limits, keys, starts, strict=True)):
             params |= {f"key{index}": key, f"start{index}": start, f"limit{index}": limit.rate.limit}
-        counts = list(connection.execute(_chained_counts(len(limits)), params).one())
+        counts = list(run(connection, _chained_counts(len(limits)), params).one())
         _clean_up_now_and_then(connection, counts, now)
         return counts
 

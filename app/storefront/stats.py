@@ -22,6 +22,7 @@ from app.db import PerDialect
 from app.db import upsert_for
 from app.db import utcnow
 from app.models import FormDailyStat
+from app.prepared import run
 
 STATS_DAYS = 30
 
@@ -39,7 +40,7 @@ def count_in(
 ) -> None:
     """``count`` inside the caller's transaction (a submission counts in the transaction of its sync)."""
     connection = session.connection()
-    connection.execute(_COUNT[what](connection), {"form_id": form_id, "day": day or utcnow().date()})
+    run(connection, _COUNT[what](connection), {"form_id": form_id, "day": day or utcnow().date()})
 
 
 def _build_count(dialect: str, what: str) -> sa.Insert:
@@ -54,7 +55,7 @@ def _build_count(dialect: str, what: str) -> sa.Insert:
         .on_conflict_do_update(
             index_elements=[_STATS.c.form_id, _STATS.c.day], set_={what: _STATS.c[what] + 1}
         )
-        .inline()  # no RETURNING of the row's id: nobody reads it, and a pipelined write must not return rows
+        .inline()  # no RETURNING of the row's id: nobody reads it
     )
 
 

@@ -27,6 +27,7 @@ from app.db import request_session
 from app.db import utcnow
 from app.enums import Source
 from app.models import Form
+from app.prepared import run
 from app.storefront import stats
 from app.storefront.rate_limit import Limit
 from app.storefront.rate_limit import get_rate_limiter
@@ -159,7 +160,7 @@ def _locked_form(session: Session, shop_id: int, form_id: int | None) -> Any:
     if form_id is None:
         return None
     connection = session.connection()
-    return connection.execute(_LOCKED_FORM, {"shop_id": shop_id, "form_id": form_id}).first()
+    return run(connection, _LOCKED_FORM, {"shop_id": shop_id, "form_id": form_id}).first()
 
 
 _FORMS: sa.Table = Form.__table__  # type: ignore[assignment]

@@ -30,6 +30,7 @@ from app.db import request_session
 from app.models import Form
 from app.models import Shop
 from app.models import ShopDomain
+from app.prepared import run
 from app.shops import ShopError
 from app.shops import find_shop
 from app.shops import normalize_shop_domain
@@ -216,10 +217,10 @@ def _submitting_shop(domain: str, origin: str | None) -> tuple[_ShopOfSubmission
         statement, params = _SHOP_DECIDED_ORIGIN, {"domain": canonical, "allowed": rule}
     autocommit = get_database().autocommit()
     if autocommit is None:
-        row = request_session().connection().execute(statement, params).first()
+        row = run(request_session().connection(), statement, params).first()
     else:
         with autocommit as connection:
-            row = connection.execute(statement, params).first()
+            row = run(connection, statement, params).first()
     if row is None:
         return None
     return _ShopOfSubmission(row[0], row[1]), bool(row[2])

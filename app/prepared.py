@@ -1,0 +1,291 @@
+"""The hottest paths' statements on PostgreSQL: prepared once per connection and run through libpq directly.
+
+A storefront submission runs about ten statements. Run through SQLAlchemy's ``Connection.execute`` each
+cost ~250 µs of the app's CPU here, through psycopg's cursor ~90 µs, through libpq's ``PQexecPrepared``
+~30 µs; the statements' own work in PostgreSQL is the same for all three. SQLAlchemy and psycopg together
+were half of a submission's CPU (docs/performance.md, "A submission's statements through libpq").
+
+``run(connection, statement, params)`` takes the statement SQLAlchemy would run, on the connection (and
+so in the transaction) it would run it on, and returns its rows with the methods the callers use
+(``first``, ``one``, ``scalar``, ``all``, ``mappings``, iteration). What it does on PostgreSQL:
+
+- the statement is compiled once (for an ``INSERT``/``UPDATE``, once per set of columns given) with
+  ``$n`` placeholders, each parameter passed through its column type's bind processor as SQLAlchemy
+  would, then turned into text by psycopg's own adapters; the result's values are read by psycopg's
+  loaders (as a cursor would), timestamps moved to UTC as ``UTCDateTime`` does;
+- it is prepared on the connection the first time it runs there (the names are ``popsync_<n>``; psycopg's
+  own are ``_pg3_<n>``), with every parameter's type left to the server (the compiled SQL casts where
+  it must), so a value of another size or a ``NULL`` never needs a second plan;
+- a transaction the connection should be in is begun as psycopg would begin it (``BEGIN`` with the
+  connection's isolation level and access mode), so psycopg
+  and SQLAlchemy see the transaction they expect and commit or roll it back;
+- an error is raised as SQLAlchemy raises it (``IntegrityError``, ``OperationalError`` …, without the
+  parameters), and a connection lost on the way is invalidated, so the pool drops it and the app answers
+  503 as for any lost connection.
+
+Everywhere else (SQLite, a connection in pipeline mode, a statement with expanding ``IN`` parameters or
+column defaults to compute, an executemany of many rows) the statement goes through
+``Connection.execute`` as before: same rows, same errors.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import weakref
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import pq
+from psycopg.adapt import PyFormat
+from psycopg.adapt import Transformer
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.sql.dml import ValuesBase
+
+# Rows of more than this many parameter sets go through SQLAlchemy's executemany (psycopg pipelines them);
+# one or a few (a submission's one contact, event and push) go one statement after the other.
+_MANY_AT_MOST = 4
+_TIMESTAMPTZ_OID = 1184
+
+_DOLLAR_DIALECT = psycopg_dialect.dialect(paramstyle="numeric_dollar")
+_DRIVER_DIALECT = psycopg_dialect.dialect()
+_names = itertools.count(1)
+_compile_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement as libpq runs it: its SQL, its parameters in ``$n`` order with their bind processors,
+    the values the statement binds itself, and a row type once its columns are known."""
+
+    name: bytes
+    sql: bytes
+    order: tuple[str, ...]
+    processors: tuple[Any, ...]
+    defaults: Mapping[str, Any]
+    text: str
+
+
+# Keyed by the statement's identity (and an INSERT's or UPDATE's columns); the statement is kept in the
+# value so its id cannot be reused. Statements here are the hot paths' module constants: a bounded set.
+_COMPILED: dict[tuple[int, tuple[str, ...]], tuple[Any, _Compiled | None]] = {}
+# The names prepared on each psycopg connection (a new connection starts with none).
+_PREPARED: weakref.WeakKeyDictionary[psycopg.Connection[Any], set[bytes]] = weakref.WeakKeyDictionary()
+
+
+class Rows:
+    """A statement's rows, read: what the callers use of SQLAlchemy's ``Result``."""
+
+    def __init__(self, keys: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        self._keys = tuple(keys)
+        self._rows = rows
+
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._rows)
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return list(self._rows)
+
+    def first(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> tuple[Any, ...]:
+        if len(self._rows) != 1:
+            raise sa.exc.NoResultFound("no row") if not self._rows else sa.exc.MultipleResultsFound("rows")
+        return self._rows[0]
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def mappings(self) -> list[dict[str, Any]]:
+        return [dict(zip(self._keys, row, strict=True)) for row in self._rows]
+
+
+def run(
+    connection: sa.Connection,
+    statement: Any,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> Rows | sa.CursorResult[Any]:
+    """``connection.execute(statement, params)``, through libpq on PostgreSQL (the module's docstring)."""
+    driver = _driver_connection(connection)
+    if driver is None:
+        return connection.execute(statement, params)
+    many = params if isinstance(params, Sequence) and not isinstance(params, Mapping) else None
+    if many is not None and not (0 < len(many) <= _MANY_AT_MOST):
+        return connection.execute(statement, params)
+    parameter_sets: Sequence[Mapping[str, Any]] = many if many is not None else [params or {}]
+    compiled = _compiled(statement, parameter_sets[0])
+    if compiled is None:
+        return connection.execute(statement, params)
+    result = Rows((), [])
+    for values in parameter_sets:
+        result = _execute(connection, driver, compiled, values)
+    return result
+
+
+def _driver_connection(connection: sa.Connection) -> psycopg.Connection[Any] | None:
+    """The connection's psycopg connection when this module may run statements on it, else None."""
+    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
+        return None
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        return None
+    if driver.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        return None  # psycopg is reading a pipeline's answers on it
+    return driver
+
+
+def _begin_command(driver: psycopg.Connection[Any]) -> bytes:
+    """The ``BEGIN`` psycopg sends before a transaction's first statement, with the connection's options
+    (SQLAlchemy sets the isolation level on every connection it hands out)."""
+    parts = [b"BEGIN"]
+    if driver.isolation_level is not None:
+        parts.append(b"ISOLATION LEVEL " + driver.isolation_level.name.replace("_", " ").encode())
+    if driver.read_only is not None:
+        parts.append(b"READ ONLY" if driver.read_only else b"READ WRITE")
+    if driver.deferrable is not None:
+        parts.append(b"DEFERRABLE" if driver.deferrable else b"NOT DEFERRABLE")
+    return b" ".join(parts)
+
+
+def _compiled(statement: Any, params: Mapping[str, Any]) -> _Compiled | None:
+    """The statement compiled for libpq, or None when this module leaves it to SQLAlchemy."""
+    columns = tuple(sorted(params)) if isinstance(statement, ValuesBase) else ()
+    key = (id(statement), columns)
+    cached = _COMPILED.get(key)
+    if cached is not None:
+        return cached[1]
+    with _compile_lock:
+        compiled = _compile(statement, columns)
+        _COMPILED[key] = (statement, compiled)
+    return compiled
+
+
+def _compile(statement: Any, columns: tuple[str, ...]) -> _Compiled | None:
+    if not isinstance(statement, sa.sql.ClauseElement):
+        return None
+    compiled = statement.compile(dialect=_DOLLAR_DIALECT, column_keys=list(columns) or None)
+    binds = compiled.binds
+    if any(bind.expanding or bind.literal_execute for bind in binds.values()):
+        return None  # IN lists rendered per call
+    if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+        return None  # column defaults computed by SQLAlchemy at each call
+    order = tuple(compiled.positiontup or ())
+    processors = tuple(
+        binds[name].type.dialect_impl(_DRIVER_DIALECT).bind_processor(_DRIVER_DIALECT) for name in order
+    )
+    defaults = {
+        name: bind.value for name, bind in binds.items() if not bind.required and bind.callable is None
+    }
+    text = str(compiled)
+    return _Compiled(
+        name=f"popsync_{next(_names)}".encode(),
+        sql=text.encode(),
+        order=order,
+        processors=processors,
+        defaults=defaults,
+        text=text,
+    )
+
+
+def _execute(
+    connection: sa.Connection, driver: psycopg.Connection[Any], compiled: _Compiled, params: Mapping[str, Any]
+) -> Rows:
+    pgconn = driver.pgconn
+    transformer = Transformer(driver)
+    values = []
+    for name, process in zip(compiled.order, compiled.processors, strict=True):
+        value = params[name] if name in params else compiled.defaults.get(name)
+        values.append(value if process is None or value is None else process(value))
+    try:
+        dumped = transformer.dump_sequence(values, [PyFormat.TEXT] * len(values))
+    except (psycopg.Error, TypeError, ValueError) as error:
+        raise sa.exc.StatementError(str(error), compiled.text, None, error, hide_parameters=True) from error
+    try:
+        try:
+            result = _prepared_and_run(driver, compiled, dumped)
+        except psycopg.errors.InvalidSqlStatementName:
+            # The server no longer has our statements (someone ran DEALLOCATE ALL or DISCARD ALL, a pooler
+            # in between). Outside a transaction nothing was lost: prepare again and run it once more.
+            # Inside one the server has aborted the transaction, and the caller's error handling follows.
+            _PREPARED.pop(driver, None)
+            if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+                raise
+            result = _prepared_and_run(driver, compiled, dumped)
+    except psycopg.Error as error:
+        lost = pgconn.status == pq.ConnStatus.BAD
+        if lost:
+            connection.invalidate(error)
+        raise sa.exc.DBAPIError.instance(
+            compiled.text, None, error, psycopg.Error, hide_parameters=True, connection_invalidated=lost
+        ) from error
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        return Rows((), [])
+    transformer.set_pgresult(result)
+    rows = transformer.load_rows(0, result.ntuples, tuple)
+    keys = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
+    timestamps = [i for i in range(result.nfields) if result.ftype(i) == _TIMESTAMPTZ_OID]
+    if timestamps:
+        rows = [_in_utc(row, timestamps) for row in rows]
+    return Rows(keys, _named(keys, rows))
+
+
+def _prepared_and_run(
+    driver: psycopg.Connection[Any], compiled: _Compiled, dumped: Sequence[Any]
+) -> pq.abc.PGresult:
+    """``BEGIN`` when the connection should be in a transaction and is not yet, ``PREPARE`` the first time
+    on this connection, then run it."""
+    pgconn = driver.pgconn
+    if not driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        _check(driver, pgconn.exec_(_begin_command(driver)))
+    prepared = _PREPARED.setdefault(driver, set())
+    if compiled.name not in prepared:
+        _check(driver, pgconn.prepare(compiled.name, compiled.sql))
+        prepared.add(compiled.name)
+    return _check(driver, pgconn.exec_prepared(compiled.name, dumped))
+
+
+def _check(driver: psycopg.Connection[Any], result: pq.abc.PGresult) -> pq.abc.PGresult:
+    """The result, or psycopg's error for it (its class names the SQLSTATE; a lost connection's is an
+    ``OperationalError``)."""
+    if driver.pgconn.status == pq.ConnStatus.BAD:
+        message = (result.error_message or b"").decode(errors="replace").strip()
+        raise psycopg.OperationalError(message or "the connection to the database was lost")
+    if result.status == pq.ExecStatus.FATAL_ERROR:
+        raise psycopg.errors.error_from_result(result, encoding=driver.info.encoding)
+    return result
+
+
+def _in_utc(row: tuple[Any, ...], columns: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in columns:
+        value = values[i]
+        if isinstance(value, datetime):
+            values[i] = value.astimezone(UTC)
+    return tuple(values)
+
+
+_ROW_TYPES: dict[tuple[str, ...], type] = {}
+
+
+def _named(keys: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows whose columns can also be read by name (``row.id``), as SQLAlchemy's rows can."""
+    key = tuple(keys)
+    row_type = _ROW_TYPES.get(key)
+    if row_type is None:
+        row_type = _ROW_TYPES[key] = collections.namedtuple("Row", key, rename=True)  # type: ignore[misc]
+    return [row_type._make(row) for row in rows]  # type: ignore[attr-defined]

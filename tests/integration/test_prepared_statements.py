@@ -1,0 +1,256 @@
+"""``run`` (app/prepared.py) on a database whose commits are real: the hot paths' statements through libpq on
+PostgreSQL, through SQLAlchemy elsewhere, with the same rows, the same transactions and the same errors.
+
+On PostgreSQL: a statement run first in a transaction begins it (a rollback keeps nothing); a write the
+server refuses is SQLAlchemy's ``IntegrityError`` and the transaction rolls back; a connection lost is an
+``OperationalError`` (a 503) and leaves the pool; statements the server lost (``DEALLOCATE ALL``) are
+prepared again; a ROLLBACK does not lose them (psycopg, which would deallocate every statement after one,
+prepares none). Rows read by name and as mappings, timestamps in UTC, JSON as values."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ProgrammingError
+
+from app.contacts.rules import Collected
+from app.contacts.rules import ConsentIntent
+from app.contacts.service import ContactService
+from app.crypto import Keyring
+from app.db import Database
+from app.enums import Source
+from app.models import Contact
+from app.models import ContactEvent
+from app.models import RateLimitCounter
+from app.prepared import Rows
+from app.prepared import run
+from app.shops import register_shop
+from tests.conftest import TEST_SECRET_KEY
+
+NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+_COUNTERS: sa.Table = RateLimitCounter.__table__  # type: ignore[assignment]
+_EVENTS: sa.Table = ContactEvent.__table__  # type: ignore[assignment]
+# Module constants, as the hot paths' statements are (run compiles each once).
+_COUNT = sa.insert(_COUNTERS).inline()
+_READ = sa.select(_COUNTERS.c.key, _COUNTERS.c.window_start, _COUNTERS.c.count).where(
+    _COUNTERS.c.key == sa.bindparam("key", type_=_COUNTERS.c.key.type)
+)
+_BUMP = sa.text("UPDATE rate_limit_counters SET count = count + :by WHERE key = :key RETURNING count")
+_JSON = sa.text("SELECT CAST(:document AS jsonb) AS document, CAST(NULL AS text) AS nothing")
+
+
+def _keys(engine: sa.Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(connection.scalars(sa.select(_COUNTERS.c.key)))
+
+
+def _count(session_or_connection: sa.Connection, key: str, window_start: datetime = NOON) -> None:
+    run(session_or_connection, _COUNT, {"key": key, "window_start": window_start, "count": 1})
+
+
+@pytest.fixture
+def database(fresh_database: sa.Engine) -> Database:
+    return Database(str(fresh_database.url), engine=fresh_database)
+
+
+def test_rows_read_as_sqlalchemys_do(database: Database) -> None:
+    postgres = database.dialect == "postgresql"
+    elsewhere = datetime(2026, 11, 30, 13, 0, tzinfo=timezone(timedelta(hours=1)))  # noon UTC
+    with database.write_transaction() as session:
+        connection = session.connection()
+        _count(connection, "a", elsewhere)
+        result = run(connection, _READ, {"key": "a"})
+        assert isinstance(result, Rows) is postgres  # SQLite: SQLAlchemy's own result
+        row = result.one()
+        assert (row.key, row.count) == ("a", 1)
+        assert row.window_start == NOON
+        assert row.window_start.utcoffset() == timedelta(0)
+        assert list(run(connection, _READ, {"key": "a"}).mappings()) == [
+            {"key": "a", "window_start": NOON, "count": 1}
+        ]
+        assert run(connection, _READ, {"key": "none"}).first() is None
+        assert run(connection, _BUMP, {"key": "a", "by": 2}).scalar() == 3
+        if postgres:
+            document = run(connection, _JSON, {"document": '{"tags": ["vip"]}'}).one()
+            assert document == ({"tags": ["vip"]}, None)
+            assert document.nothing is None
+
+
+def test_a_statement_first_in_a_transaction_begins_it(database: Database, fresh_database: sa.Engine) -> None:
+    class ChangedItsMind(Exception):
+        pass
+
+    def changed_its_mind() -> None:
+        with database.write_transaction() as session:
+            _count(session.connection(), "rolled back")
+            raise ChangedItsMind
+
+    with pytest.raises(ChangedItsMind):
+        changed_its_mind()
+    assert _keys(fresh_database) == set()
+
+    with database.write_transaction() as session:
+        _count(session.connection(), "first")
+        _count(session.connection(), "second")
+        assert _keys(fresh_database) == set()  # nothing committed yet
+    assert _keys(fresh_database) == {"first", "second"}
+
+
+def test_a_write_the_server_refuses_is_raised_and_nothing_is_kept(
+    database: Database, fresh_database: sa.Engine
+) -> None:
+    def twice() -> None:
+        with database.write_transaction() as session:
+            _count(session.connection(), "kept only with the next")
+            _count(session.connection(), "kept only with the next")  # the same key and window
+
+    with pytest.raises(IntegrityError):
+        twice()
+    assert _keys(fresh_database) == set()
+    with database.write_transaction() as session:
+        _count(session.connection(), "next")
+    assert _keys(fresh_database) == {"next"}
+
+
+def test_a_few_rows_run_one_by_one_and_many_through_executemany(
+    database: Database, fresh_database: sa.Engine
+) -> None:
+    for count in (3, 12):
+        rows = [{"key": f"{count}-{i}", "window_start": NOON, "count": 1} for i in range(count)]
+        with database.write_transaction() as session:
+            run(session.connection(), _COUNT, rows)
+    assert len(_keys(fresh_database)) == 15
+
+
+@pytest.mark.postgresql  # prepared statements, ROLLBACK and DEALLOCATE are the server's
+def test_prepared_statements_survive_rollbacks_and_are_prepared_again_when_lost(
+    database: Database, fresh_database: sa.Engine
+) -> None:
+    with database.write_transaction() as session:
+        _count(session.connection(), "a")
+    for _ in range(3):
+        with database.write_transaction() as session:
+            connection = session.connection()
+            for _ in range(6):  # psycopg would have prepared this one, and deallocated all at the rollback
+                connection.execute(_READ, {"key": "a"}).all()
+            assert run(connection, _READ, {"key": "a"}).one().count == 1
+            with pytest.raises(IntegrityError), session.begin_nested():
+                _count(session.connection(), "a")  # refused, the savepoint rolled back
+            assert run(connection, _READ, {"key": "a"}).one().count == 1
+            session.rollback()
+
+    autocommit = database.autocommit()
+    assert autocommit is not None
+    with autocommit as connection:
+        assert run(connection, _READ, {"key": "a"}).one().count == 1
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        assert run(connection, _READ, {"key": "a"}).one().count == 1  # prepared again, run again
+
+    with database.write_transaction() as session:
+        connection = session.connection()
+        assert run(connection, _READ, {"key": "a"}).one().count == 1
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        with pytest.raises(ProgrammingError):  # inside a transaction: it was aborted
+            run(connection, _READ, {"key": "a"})
+        session.rollback()
+    with database.write_transaction() as session:
+        assert run(session.connection(), _READ, {"key": "a"}).one().count == 1
+    database.engine.dispose()  # the autocommit pool with it
+
+
+@pytest.mark.postgresql  # a server-side disconnect: SQLite has no server
+def test_a_connection_lost_is_an_operational_error_and_leaves_the_pool(fresh_database: sa.Engine) -> None:
+    # One pooled connection only: the next transaction would get the broken one if it were kept.
+    engine = sa.create_engine(fresh_database.url, pool_size=1, max_overflow=0)
+    database = Database(str(engine.url), engine=engine)
+    admin = sa.create_engine(fresh_database.url, poolclass=sa.pool.NullPool)
+    try:
+        with database.write_transaction() as session:
+            _count(session.connection(), "before")
+
+        def lost() -> None:
+            with database.write_transaction() as session:
+                backend = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                with admin.connect() as other:
+                    other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+                time.sleep(0.2)  # the server has closed the connection
+                _count(session.connection(), "lost")
+
+        with pytest.raises(OperationalError):
+            lost()
+        with database.write_transaction() as session:
+            _count(session.connection(), "next")
+        assert _keys(fresh_database) == {"before", "next"}
+    finally:
+        admin.dispose()
+        engine.dispose()
+
+
+# --- the sync's writes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def synced(database: Database) -> tuple[ContactService, int]:
+    service = ContactService(database, Keyring(TEST_SECRET_KEY))
+    with database.write_transaction() as session:
+        shop = register_shop(
+            session,
+            Keyring(TEST_SECRET_KEY),
+            platform="shopify",
+            domain="prepared.myshopify.com",
+            token="shpat_test",
+        )
+    return service, shop.id
+
+
+def test_a_syncs_writes_and_the_callers_commit_together(
+    database: Database, fresh_database: sa.Engine, synced: tuple[ContactService, int]
+) -> None:
+    service, shop_id = synced
+    service.sync(shop_id, Collected(email="known@example.com", first_name="Known"), source=Source.FORM)
+    records = [  # a new contact, and a change to a known one (an UPDATE)
+        Collected(email="new@example.com", first_name="New"),
+        Collected(email="known@example.com", last_name="Lee"),
+    ]
+    with database.write_transaction() as session:
+        service.sync_in_transaction(
+            session, shop_id, records, source=Source.FORM, evidence=[{}, {}],
+            then_write=lambda: _count(session.connection(), "the caller's"),
+        )  # fmt: skip
+        assert _keys(fresh_database) == set()
+    assert _keys(fresh_database) == {"the caller's"}
+    with database.sessionmaker() as session:
+        names = {
+            row.email: row.last_name for row in session.execute(sa.select(Contact.email, Contact.last_name))
+        }
+    assert names == {"new@example.com": None, "known@example.com": "Lee"}
+
+
+def test_a_record_whose_events_need_a_copy_is_written(
+    database: Database, synced: tuple[ContactService, int]
+) -> None:
+    # Eight contacts share an email (each its own phone); one record unsubscribing the email adds an event
+    # for every other holder: eight events, so the batch writes them with COPY among the prepared writes.
+    service, shop_id = synced
+    for i in range(8):
+        service.sync(
+            shop_id, Collected(email=f"a{i}@example.com", phone=f"+1415555{2600 + i}"), source=Source.FORM
+        )
+    with database.write_transaction() as session:
+        session.execute(sa.update(Contact).values(email="shared@example.com"))
+    unsubscribe = Collected(
+        email="shared@example.com", phone="+14155552600", email_consent=ConsentIntent.UNSUBSCRIBE
+    )
+    with database.write_transaction() as session:
+        service.sync_in_transaction(session, shop_id, [unsubscribe], source=Source.FORM, evidence=[{}])
+    with database.sessionmaker() as session:
+        states = set(session.scalars(sa.select(Contact.email_consent)))
+    assert states == {"unsubscribed"}
