@@ -12,6 +12,7 @@ place that says so:
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -160,6 +161,7 @@ class Database:
         self.engine = engine or create_db_engine(url)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._autocommit_engine: sa.Engine | None = None
+        self._autocommit_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
@@ -195,11 +197,18 @@ class Database:
         then runs its statement in a transaction of its own.
 
         For single statements on the hottest paths (a submission's shop and its rate-limit counters): no
-        ``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``) round trips around them. psycopg switches autocommit on
-        and off without a round trip."""
+        ``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``) round trips around them. The connections come from a pool
+        of their own that stays in autocommit."""
         bind = self.sessionmaker.kw.get("bind")
         if self.dialect != "postgresql" or not isinstance(bind, sa.Engine):
             return None
+        engine = self._autocommit_engine
+        if engine is None:
+            with self._autocommit_lock:  # two first requests at once (threads) must make one pool
+                engine = self._autocommit_pool(bind)
+        return engine.connect()
+
+    def _autocommit_pool(self, bind: sa.Engine) -> sa.Engine:
         if self._autocommit_engine is None:
             # A pool of its own whose connections stay in autocommit: switching a pooled connection to it
             # at checkout and back at checkin cost more than the statement (docs/performance.md).
@@ -209,7 +218,7 @@ class Database:
             # Closed with the main pool (``Database.engine.dispose()``: tests, workers after a fork).
             event.listen(bind, "engine_disposed", lambda _engine: autocommit_engine.dispose())
             self._autocommit_engine = autocommit_engine
-        return self._autocommit_engine.connect()
+        return self._autocommit_engine
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -330,3 +339,11 @@ def request_session() -> Session:
     if "db_session" not in g:
         g.db_session = get_database().sessionmaker()
     return g.db_session
+
+
+def end_read_session() -> None:
+    """Close the request's read session, if it opened one: a write transaction follows, and no read snapshot
+    should be held across it. (``request_session().close()`` made a session just to close it.)"""
+    session = g.get("db_session")
+    if session is not None:
+        session.close()

@@ -71,6 +71,7 @@ class _Compiled:
     order: tuple[str, ...]
     processors: tuple[Any, ...]
     defaults: Mapping[str, Any]
+    required: frozenset[str]
     text: str
 
 
@@ -180,17 +181,15 @@ def _compile(statement: Any, columns: tuple[str, ...]) -> _Compiled | None:
         return None
     compiled = statement.compile(dialect=_DOLLAR_DIALECT, column_keys=list(columns) or None)
     binds = compiled.binds
-    if any(bind.expanding or bind.literal_execute for bind in binds.values()):
-        return None  # IN lists rendered per call
+    if any(bind.expanding or bind.literal_execute or bind.callable for bind in binds.values()):
+        return None  # IN lists rendered per call, values computed per call
     if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
         return None  # column defaults computed by SQLAlchemy at each call
     order = tuple(compiled.positiontup or ())
     processors = tuple(
         binds[name].type.dialect_impl(_DRIVER_DIALECT).bind_processor(_DRIVER_DIALECT) for name in order
     )
-    defaults = {
-        name: bind.value for name, bind in binds.items() if not bind.required and bind.callable is None
-    }
+    defaults = {name: bind.value for name, bind in binds.items() if not bind.required}
     text = str(compiled)
     return _Compiled(
         name=f"popsync_{next(_names)}".encode(),
@@ -198,6 +197,7 @@ def _compile(statement: Any, columns: tuple[str, ...]) -> _Compiled | None:
         order=order,
         processors=processors,
         defaults=defaults,
+        required=frozenset(name for name, bind in binds.items() if bind.required),
         text=text,
     )
 
@@ -208,13 +208,21 @@ def _execute(
     pgconn = driver.pgconn
     transformer = Transformer(driver)
     values = []
-    for name, process in zip(compiled.order, compiled.processors, strict=True):
-        value = params[name] if name in params else compiled.defaults.get(name)
-        values.append(value if process is None or value is None else process(value))
     try:
+        for name, process in zip(compiled.order, compiled.processors, strict=True):
+            if name in params:
+                value = params[name]
+            elif name in compiled.required:
+                raise sa.exc.InvalidRequestError(f"A value is required for bind parameter {name!r}")
+            else:
+                value = compiled.defaults.get(name)
+            # As SQLAlchemy does: the type's conversion sees None too (a JSON column's None is JSON null).
+            values.append(value if process is None else process(value))
         dumped = transformer.dump_sequence(values, [PyFormat.TEXT] * len(values))
-    except (psycopg.Error, TypeError, ValueError) as error:
+    except (sa.exc.InvalidRequestError, psycopg.Error, TypeError, ValueError) as error:
         raise sa.exc.StatementError(str(error), compiled.text, None, error, hide_parameters=True) from error
+    if not driver.autocommit and not connection.in_transaction():
+        connection.begin()  # SQLAlchemy's side of the BEGIN sent below (no round trip of its own)
     try:
         try:
             result = _prepared_and_run(driver, compiled, dumped)
@@ -227,8 +235,11 @@ def _execute(
                 raise
             result = _prepared_and_run(driver, compiled, dumped)
     except psycopg.Error as error:
-        lost = pgconn.status == pq.ConnStatus.BAD
+        lost = pgconn.status == pq.ConnStatus.BAD or connection.dialect.is_disconnect(error, driver, None)
         if lost:
+            # What SQLAlchemy does with a disconnect it sees itself: the connection is dropped, and so is
+            # every connection the pool handed out before it (they were cut by the same restart).
+            connection.engine.pool._invalidate(connection.connection, error)
             connection.invalidate(error)
         raise sa.exc.DBAPIError.instance(
             compiled.text, None, error, psycopg.Error, hide_parameters=True, connection_invalidated=lost

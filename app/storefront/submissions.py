@@ -22,8 +22,8 @@ from app.config import current_settings
 from app.contacts.normalize import ValidationError
 from app.contacts.normalize import collect_submission
 from app.contacts.service import get_service
+from app.db import end_read_session
 from app.db import get_database
-from app.db import request_session
 from app.db import utcnow
 from app.enums import Source
 from app.models import Form
@@ -78,8 +78,7 @@ def over_limit(kind: str, shop: SubmittingShop, client: str) -> Answer | None:
     settings = current_settings()
     if not (settings.submission_rate_limit.enabled or settings.shop_rate_limit.enabled):
         return None
-    # The counters commit in their own short transaction; hold no read snapshot across it.
-    request_session().close()
+    end_read_session()  # the counters commit in their own short transaction
     verdict = get_rate_limiter().hit(
         [
             Limit(f"{kind}:client:{client}", settings.submission_rate_limit),
@@ -137,7 +136,7 @@ def accept_submission(
     shop_id = shop.id
     form_id = parse_form_id(body.get("form_id"))
     evidence = submission_evidence(body, client)
-    request_session().close()  # the sync runs in its own write transaction; hold no read snapshot across it
+    end_read_session()  # the sync runs in its own write transaction
 
     # One transaction for the form's tag, the contact, its event, its platform write and the form's daily
     # count. The form row is share-locked as it is read: a form deleted meanwhile is not counted and its tag

@@ -26,6 +26,7 @@ from app.contacts.rules import ConsentIntent
 from app.contacts.service import ContactService
 from app.crypto import Keyring
 from app.db import Database
+from app.db import create_db_engine
 from app.enums import Source
 from app.models import Contact
 from app.models import ContactEvent
@@ -128,6 +129,28 @@ def test_a_few_rows_run_one_by_one_and_many_through_executemany(
         with database.write_transaction() as session:
             run(session.connection(), _COUNT, rows)
     assert len(_keys(fresh_database)) == 15
+
+
+def test_on_a_connection_of_its_own_the_transaction_is_sqlalchemys_to_commit(
+    database: Database, fresh_database: sa.Engine
+) -> None:
+    with fresh_database.connect() as connection:
+        _count(connection, "committed")
+        assert connection.in_transaction()
+        connection.commit()
+        _count(connection, "rolled back")
+        connection.rollback()
+    assert _keys(fresh_database) == {"committed"}
+
+
+def test_a_missing_parameter_is_refused_as_sqlalchemy_refuses_it(
+    database: Database, fresh_database: sa.Engine
+) -> None:
+    with pytest.raises(sa.exc.StatementError, match="key"), database.write_transaction() as session:
+        run(session.connection(), _READ, {})
+    with pytest.raises(sa.exc.StatementError, match="naive"), database.write_transaction() as session:
+        _count(session.connection(), "naive", datetime(2026, 11, 30, 12, 0))
+    assert _keys(fresh_database) == set()
 
 
 @pytest.mark.postgresql  # prepared statements, ROLLBACK and DEALLOCATE are the server's
@@ -254,3 +277,37 @@ def test_a_record_whose_events_need_a_copy_is_written(
     with database.sessionmaker() as session:
         states = set(session.scalars(sa.select(Contact.email_consent)))
     assert states == {"unsubscribed"}
+
+
+@pytest.mark.postgresql  # a server restart: SQLite has no server
+def test_a_lost_connection_drops_the_pools_older_connections_too(fresh_database: sa.Engine) -> None:
+    # Two pooled connections, both cut (as a restart cuts them). Used a moment ago, neither is pinged at
+    # checkout: only the pool-wide invalidation on the first failure spares the next transaction the other.
+    engine = create_db_engine(str(fresh_database.url), pool_size=2, max_overflow=0)
+    database = Database(str(engine.url), engine=engine)
+    admin = sa.create_engine(fresh_database.url, poolclass=sa.pool.NullPool)
+    try:
+        with database.write_transaction() as first, database.write_transaction() as second:
+            _count(first.connection(), "one")
+            _count(second.connection(), "two")
+            backends = [
+                session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                for session in (first, second)
+            ]
+        with admin.connect() as other:
+            for backend in backends:
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        time.sleep(0.2)
+
+        def lost() -> None:
+            with database.write_transaction() as session:
+                _count(session.connection(), "lost")
+
+        with pytest.raises(OperationalError):
+            lost()
+        with database.write_transaction() as session:
+            _count(session.connection(), "next")
+        assert _keys(fresh_database) == {"one", "two", "next"}
+    finally:
+        admin.dispose()
+        engine.dispose()
