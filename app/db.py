@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
@@ -27,6 +28,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from flask import Flask
 from flask import g
+from flask import has_request_context
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -188,10 +190,13 @@ class Database:
         that reads and then writes can fail with "database is locked" instead of waiting its turn.
         """
         with self.sessionmaker() as session, session.begin():
-            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            yield session
+            session.info[_CONNECTION] = session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            try:
+                yield session
+            finally:
+                session.info.pop(_CONNECTION, None)
 
-    def autocommit(self) -> sa.Connection | None:
+    def autocommit(self) -> AbstractContextManager[sa.Connection] | None:
         """A pooled connection on which each statement is its own transaction, to use as a context manager;
         None where there is none (SQLite, and tests that bind every session to one connection): the caller
         then runs its statement in a transaction of its own.
@@ -206,7 +211,15 @@ class Database:
         if engine is None:
             with self._autocommit_lock:  # two first requests at once (threads) must make one pool
                 engine = self._autocommit_pool(bind)
-        return engine.connect()
+        if not has_request_context():
+            return engine.connect()
+        # One checkout for the request (a submission's shop read and its rate limits), returned to the pool
+        # when the request ends (``init_app``): each checkout and checkin cost as much as a statement.
+        connection: sa.Connection | None = g.get(_REQUEST_AUTOCOMMIT)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = engine.connect()
+            setattr(g, _REQUEST_AUTOCOMMIT, connection)
+        return _KeptOpen(connection)
 
     def _autocommit_pool(self, bind: sa.Engine) -> sa.Engine:
         if self._autocommit_engine is None:
@@ -257,6 +270,34 @@ class PerDialect(Generic[_Statement]):
         return statement
 
 
+_REQUEST_AUTOCOMMIT = "popsync_autocommit"
+_CONNECTION = "popsync_connection"
+
+
+def connection_of(session: Session) -> sa.Connection:
+    """``session.connection()``; inside ``Database.write_transaction`` the transaction's connection, kept
+    when the block began (a submission asked the session for it eight times, each through the ORM's
+    transaction machinery). Not for code that opens savepoints (``begin_nested``) inside the block: a
+    savepoint's connection must come from ``session.connection()``."""
+    connection: sa.Connection | None = session.info.get(_CONNECTION)
+    if connection is None or connection.closed or connection.invalidated:
+        return session.connection()
+    return connection
+
+
+class _KeptOpen:
+    """The request's autocommit connection as a context manager that leaves it open at the block's end."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sa.Connection:
+        return self.connection
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
 AFTER_COMMIT = "popsync_after_commit"
 
 
@@ -297,7 +338,7 @@ def lock_identifiers(session: Session, keys: Iterable[int]) -> None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    connection = session.connection()
+    connection = connection_of(session)
     for key in sorted(set(keys)):
         run(connection, _ADVISORY_LOCK, {"key": key})
 
@@ -326,6 +367,9 @@ def init_app(app: Flask, database: Database) -> None:
         session = g.pop("db_session", None)
         if session is not None:
             session.close()
+        autocommit = g.pop(_REQUEST_AUTOCOMMIT, None)
+        if autocommit is not None:
+            autocommit.close()
 
 
 def get_database(app: Flask | None = None) -> Database:

@@ -45,6 +45,7 @@ from app.crypto import Keyring
 from app.db import Database
 from app.db import PerDialect
 from app.db import after_commit
+from app.db import connection_of
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
 from app.db import upsert_for
@@ -263,7 +264,7 @@ class _Batch:
             steps.append(lambda: _send_copy(session, _CONTACTS, _COLUMNS, contacts_text))
         elif created:
             new_rows = [row.values() for row in created]
-            steps.append(lambda: run(session.connection(), _INSERT_CONTACT, new_rows))
+            steps.append(lambda: run(connection_of(session), _INSERT_CONTACT, new_rows))
         changed = [
             {
                 "row_id": row.id,
@@ -274,14 +275,14 @@ class _Batch:
             if row.stored is not None and (current := row.synced_values()) != row.stored
         ]
         if changed:
-            steps.append(lambda: run(session.connection(), _UPDATE_CONTACT, changed))
+            steps.append(lambda: run(connection_of(session), _UPDATE_CONTACT, changed))
         if copy_events:
             cells = ([event[name] for name in _EVENT_COLUMNS] for event in self.events)
             events_text = _copy_text(session, _EVENTS, _EVENT_COLUMNS, cells)
             steps.append(lambda: _send_copy(session, _EVENTS, _EVENT_COLUMNS, events_text))
         elif self.events:
             events = self.events
-            steps.append(lambda: run(session.connection(), _INSERT_EVENT, events))
+            steps.append(lambda: run(connection_of(session), _INSERT_EVENT, events))
 
         def send() -> None:
             for step in steps:  # in this order: an event's contact is in the table before the event
@@ -689,7 +690,7 @@ class ContactService:
         ``_load_candidates`` read, and the id a new contact would take, in one statement (``_READ_ONE``)
         instead of three; the candidates' rows then by id, only when there are any."""
         by_digest = self._suppression_digests(emails, phones)
-        connection = session.connection()
+        connection = connection_of(session)
         params = {
             "shop_id": shop_id,
             "email": next(iter(emails), None),
@@ -972,7 +973,7 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
         }
         for contact_id in contact_ids
     ]
-    connection = session.connection()
+    connection = connection_of(session)
     run(connection, _ENQUEUE_PUSH(connection), rows)
 
 

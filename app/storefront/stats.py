@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.db import PerDialect
+from app.db import connection_of
 from app.db import upsert_for
 from app.db import utcnow
 from app.models import FormDailyStat
@@ -39,7 +40,7 @@ def count_in(
     session: Session, form_id: int, what: Literal["views", "submissions"], day: date | None = None
 ) -> None:
     """``count`` inside the caller's transaction (a submission counts in the transaction of its sync)."""
-    connection = session.connection()
+    connection = connection_of(session)
     run(connection, _COUNT[what](connection), {"form_id": form_id, "day": day or utcnow().date()})
 
 

@@ -22,6 +22,7 @@ from app.config import current_settings
 from app.contacts.normalize import ValidationError
 from app.contacts.normalize import collect_submission
 from app.contacts.service import get_service
+from app.db import connection_of
 from app.db import end_read_session
 from app.db import get_database
 from app.db import utcnow
@@ -158,7 +159,7 @@ def _locked_form(session: Session, shop_id: int, form_id: int | None) -> Any:
     """The shop's form (its id and tag), share-locked until the transaction ends; None if there is none."""
     if form_id is None:
         return None
-    connection = session.connection()
+    connection = connection_of(session)
     return run(connection, _LOCKED_FORM, {"shop_id": shop_id, "form_id": form_id}).first()
 
 

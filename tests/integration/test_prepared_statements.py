@@ -17,6 +17,7 @@ from datetime import timezone
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import ProgrammingError
@@ -26,7 +27,9 @@ from app.contacts.rules import ConsentIntent
 from app.contacts.service import ContactService
 from app.crypto import Keyring
 from app.db import Database
+from app.db import connection_of
 from app.db import create_db_engine
+from app.db import init_app
 from app.enums import Source
 from app.models import Contact
 from app.models import ContactEvent
@@ -311,3 +314,34 @@ def test_a_lost_connection_drops_the_pools_older_connections_too(fresh_database:
     finally:
         admin.dispose()
         engine.dispose()
+
+
+def test_inside_a_write_transaction_the_session_hands_its_connection_once(database: Database) -> None:
+    with database.write_transaction() as session:
+        assert connection_of(session) is session.connection()
+    # Out of the block: the session's own answer (a new transaction's connection).
+    with database.sessionmaker() as session:
+        assert connection_of(session) is session.connection()
+
+
+@pytest.mark.postgresql  # autocommit connections are PostgreSQL's (SQLite has none)
+def test_a_request_uses_one_autocommit_connection_and_gives_it_back(fresh_database: sa.Engine) -> None:
+    app = Flask(__name__)
+    database = Database(str(fresh_database.url), engine=fresh_database)
+    init_app(app, database)
+    with app.test_request_context():
+        first = database.autocommit()
+        second = database.autocommit()
+        assert first is not None
+        assert second is not None
+        with first as one, second as other:
+            assert one is other
+            assert run(one, _READ, {"key": "none"}).first() is None
+        assert not one.closed  # kept for the rest of the request
+    assert one.closed  # and given back when it ended
+    with app.app_context():  # no request (a CLI command, the worker): a connection per block
+        block = database.autocommit()
+        assert block is not None
+        with block as connection:
+            assert connection is not one
+    fresh_database.dispose()
