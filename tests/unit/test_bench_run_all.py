@@ -88,6 +88,16 @@ def test_ratio_goals_compare_the_value_with_the_reference_of_the_same_run() -> N
     assert (pixel.ratio, pixel.met) == ("50%", "NO")  # the goal is 60% of the bare route
 
 
+def test_a_bench_that_measures_its_own_ratio_is_judged_by_it() -> None:
+    # Three rounds' ratios 14%, 15.5%, 16%: their median is the figure, not the medians' quotient.
+    results = {**CANNED, "submissions": {**CANNED["submissions"], "ratio": 0.155}}
+    submissions = _rows(results)["submissions over HTTP (gunicorn, PostgreSQL, synchronous commit)"]
+    assert (submissions.ratio, submissions.met) == ("15.5%", "yes")
+    below = {**CANNED, "submissions": {**CANNED["submissions"], "ratio": 0.149}}
+    submissions = _rows(below)["submissions over HTTP (gunicorn, PostgreSQL, synchronous commit)"]
+    assert (submissions.ratio, submissions.met) == ("14.9%", "NO")
+
+
 def test_value_goals_and_a_goal_that_is_exactly_met() -> None:
     rows = _rows(CANNED)
     assert rows["submissions p99, open loop at half the peak"].met == "NO"  # 60 ms, goal < 50 ms
