@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from contextlib import contextmanager
+from contextlib import nullcontext
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -219,7 +220,7 @@ class Database:
         if connection is None or connection.closed or connection.invalidated:
             connection = engine.connect()
             setattr(g, _REQUEST_AUTOCOMMIT, connection)
-        return _KeptOpen(connection)
+        return nullcontext(connection)  # left open at the block's end
 
     def _autocommit_pool(self, bind: sa.Engine) -> sa.Engine:
         if self._autocommit_engine is None:
@@ -285,20 +286,7 @@ def connection_of(session: Session) -> sa.Connection:
     return connection
 
 
-class _KeptOpen:
-    """The request's autocommit connection as a context manager that leaves it open at the block's end."""
-
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> sa.Connection:
-        return self.connection
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
-AFTER_COMMIT = "popsync_after_commit"
+_AFTER_COMMIT = "popsync_after_commit"
 
 
 def after_commit(session: Session, callback: Callable[[], object]) -> None:
@@ -307,12 +295,12 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
     One listener for every session, registered once, reads the callbacks from ``session.info``:
     registering a listener per transaction (``event.listen(session, …, once=True)``) cost a storefront
     submission more than one of its statements."""
-    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
-    callbacks = session.info.pop(AFTER_COMMIT, None)
+    callbacks = session.info.pop(_AFTER_COMMIT, None)
     for callback in callbacks or ():
         callback()
 
@@ -320,7 +308,7 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_after_commit(session: Session, previous_transaction: Any) -> None:
     if previous_transaction.parent is None:  # the session's own transaction, not a savepoint in it
-        session.info.pop(AFTER_COMMIT, None)
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 def identifier_lock_key(shop_id: int, kind: str, value: str) -> int:

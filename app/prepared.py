@@ -7,7 +7,7 @@ were half of a submission's CPU (docs/performance.md, "A submission's statements
 
 ``run(connection, statement, params)`` takes the statement SQLAlchemy would run, on the connection (and
 so in the transaction) it would run it on, and returns its rows with the methods the callers use
-(``first``, ``one``, ``scalar``, ``all``, ``mappings``, iteration). What it does on PostgreSQL:
+(``first``, ``one``, ``scalar``, ``mappings``, iteration). What it does on PostgreSQL:
 
 - the statement is compiled once (for an ``INSERT``/``UPDATE``, once per set of columns given) with
   ``$n`` placeholders, each parameter passed through its column type's bind processor as SQLAlchemy
@@ -17,8 +17,8 @@ so in the transaction) it would run it on, and returns its rows with the methods
   own are ``_pg3_<n>``), with every parameter's type left to the server (the compiled SQL casts where
   it must), so a value of another size or a ``NULL`` never needs a second plan;
 - a transaction the connection should be in is begun as psycopg would begin it (``BEGIN`` with the
-  connection's isolation level and access mode), so psycopg
-  and SQLAlchemy see the transaction they expect and commit or roll it back;
+  connection's isolation level and access mode), so psycopg and SQLAlchemy see the transaction they
+  expect and commit or roll it back;
 - an error is raised as SQLAlchemy raises it (``IntegrityError``, ``OperationalError`` …, without the
   parameters), and a connection lost on the way is invalidated, so the pool drops it and the app answers
   503 as for any lost connection.
@@ -64,7 +64,7 @@ _compile_lock = threading.Lock()
 @dataclass(frozen=True)
 class _Compiled:
     """A statement as libpq runs it: its SQL, its parameters in ``$n`` order with their bind processors,
-    the values the statement binds itself, and a row type once its columns are known."""
+    the values the statement binds itself and the parameters a caller must give."""
 
     name: bytes
     sql: bytes
@@ -89,14 +89,8 @@ class Rows:
         self._keys = tuple(keys)
         self._rows = rows
 
-    def keys(self) -> tuple[str, ...]:
-        return self._keys
-
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return iter(self._rows)
-
-    def all(self) -> list[tuple[Any, ...]]:
-        return list(self._rows)
 
     def first(self) -> tuple[Any, ...] | None:
         return self._rows[0] if self._rows else None
@@ -108,9 +102,6 @@ class Rows:
 
     def scalar(self) -> Any:
         return self._rows[0][0] if self._rows else None
-
-    def scalar_one(self) -> Any:
-        return self.one()[0]
 
     def mappings(self) -> list[dict[str, Any]]:
         return [dict(zip(self._keys, row, strict=True)) for row in self._rows]

@@ -141,8 +141,7 @@ def accept_submission(
 
     # One transaction for the form's tag, the contact, its event, its platform write and the form's daily
     # count. The form row is share-locked as it is read: a form deleted meanwhile is not counted and its tag
-    # not applied, and the submission it no longer belongs to never fails. Once the sync has read and
-    # decided, its writes and the form's count go to PostgreSQL in one round trip.
+    # not applied, and the submission it no longer belongs to never fails.
     service = get_service()
     with get_database().write_transaction() as session:
         form = _locked_form(session, shop_id, form_id)
