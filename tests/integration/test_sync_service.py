@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from datetime import date
+from datetime import datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from app.contacts import service as service_module
 from app.contacts.rules import Action
 from app.contacts.rules import Collected
 from app.contacts.rules import ConsentIntent
@@ -227,3 +232,49 @@ def test_a_batch_gives_the_same_contacts_as_its_records_one_by_one(
         Action.UPDATE,
     ]
     assert _state(db, shop) == _state(db, one_by_one)
+
+
+@pytest.mark.postgresql
+def test_a_batch_that_changes_many_contacts_writes_what_one_update_per_contact_writes(
+    app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch changing many stored contacts writes them in one statement from JSON (PostgreSQL): every
+    synced column must come out as the executemany UPDATE, which a batch of a few changes still uses,
+    writes it: timestamps to the microsecond, dates, tags with quotes and accents, values set to NULL."""
+    moment = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
+    service = ContactService(db, app.extensions["popsync.keyring"], clock=lambda: moment)
+    first = [
+        Collected(email=f"p{i}@example.com", phone=f"+1415555{2600 + i}", first_name="Old", tags=("a",))
+        for i in range(12)
+    ]
+    again = [
+        Collected(
+            email=f"p{i}@example.com",
+            first_name=f'Zoë "{i}" O\'Brien',
+            birthday=date(1990, 4, 1 + i),
+            gender="female",
+            country="GB",
+            email_consent=ConsentIntent.SUBSCRIBE,
+            tags=("a", 'b "quoted"', "ünï\\code"),
+        )
+        for i in range(12)
+    ]
+
+    def imported(shop: Shop) -> list[tuple[Any, ...]]:
+        service.sync_batch(shop.id, first, source=Source.IMPORT, write_platform=True)
+        results = service.sync_batch(shop.id, again, source=Source.IMPORT, write_platform=True)
+        assert {r.action for r in results} == {Action.UPDATE}
+        with db.sessionmaker() as session:
+            found = session.scalars(sa.select(Contact).where(Contact.shop_id == shop.id).order_by(Contact.id))
+            return [tuple(getattr(c, name) for name in service_module._SYNCED_COLUMNS) for c in found]
+
+    one_statement = imported(add_shop(app, "json.myshopify.com"))
+    monkeypatch.setattr(service_module, "_COPY_FROM_ROWS", 10_000)  # every write one row at a time
+    row_by_row = imported(add_shop(app, "rows.myshopify.com"))
+    assert one_statement == row_by_row
+    first_contact = dict(zip(service_module._SYNCED_COLUMNS, one_statement[0], strict=True))
+    assert first_contact["first_name"] == 'Zoë "0" O\'Brien'
+    assert first_contact["tags"] == ["a", 'b "quoted"', "ünï\\code"]
+    assert first_contact["email_consent_at"] == moment
+    assert first_contact["birthday"] == date(1990, 4, 1)
+    assert first_contact["sync_status"] == "pending"
