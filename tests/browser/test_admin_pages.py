@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from app.contacts.rules import Collected
@@ -237,7 +238,8 @@ def test_removing_contacts_asks_first(page: Any, demo: Demo) -> None:
     dialog.get_by_role("button", name="Remove").click()
     page.get_by_text("1 contact removed.").wait_for()
     assert demo.contacts("remove.me") == []
-    assert page.locator("#rows tr").count() == 0
+    # The banner shows before the list is fetched again: wait for the reloaded list, not just read it.
+    expect(page.locator("#rows tr")).to_have_count(0)
 
 
 def test_importing_a_csv_shows_progress_and_the_report(page: Any, demo: Demo) -> None:
