@@ -55,6 +55,13 @@ NAMING_CONVENTION = {
 JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
+def aware_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is refused (which zone it meant is unknown)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC)
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on both databases (SQLite stores it naive; we re-attach UTC)."""
 
@@ -64,9 +71,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
+        value = aware_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:

@@ -45,6 +45,7 @@ from app.crypto import Keyring
 from app.db import Database
 from app.db import PerDialect
 from app.db import after_commit
+from app.db import aware_utc
 from app.db import connection_of
 from app.db import identifier_lock_key
 from app.db import lock_identifiers
@@ -277,7 +278,7 @@ class _Batch:
             # parameter, planned once, where an executemany planned and ran each UPDATE on its own.
             update = {"shop_id": changed[0][0].shop_id, "rows": _updated_rows_json(changed)}
             # Not a prepared statement: a generic plan cannot know the batch's size (app/prepared.py).
-            steps.append(lambda: session.connection().execute(_UPDATE_CONTACTS_FROM_JSON, update))
+            steps.append(lambda: connection_of(session).execute(_UPDATE_CONTACTS_FROM_JSON, update))
         elif changed:
             parameters = [
                 {
@@ -383,9 +384,7 @@ _UPDATE_CONTACTS_FROM_JSON = sa.text(
 def _json_time(value: object) -> str:
     """A timestamp or a date in a JSON document, as ISO 8601; a timestamp must carry its offset."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.isoformat()
+        return aware_utc(value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -29,6 +29,7 @@ from app.contacts.service import SUPPRESSION_PURPOSE
 from app.crypto import Keyring
 from app.db import Database
 from app.db import UTCDateTime
+from app.db import aware_utc
 from app.models import Shop
 from app.models import Suppression
 from app.models import TrackingHit
@@ -157,8 +158,6 @@ def _text_parameters(
 ) -> list[bytes | None]:
     """The statement's parameters ($1 … $9) in PostgreSQL's text format. libpq passes them as C strings,
     so a NUL would cut one short: refused instead, as psycopg's own adaptation refuses it."""
-    if now.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")  # as UTCDateTime refuses it
     parameters = [
         kind.encode(),
         message_id.encode(),
@@ -166,7 +165,7 @@ def _text_parameters(
         agent.encode(),
         b"t" if machine else b"f",
         address.encode() if address is not None else None,
-        now.isoformat().encode(),
+        aware_utc(now).isoformat().encode(),  # a naive one refused, as UTCDateTime refuses it
         str(shop_id).encode(),
         _text_array(digests).encode(),
     ]
