@@ -332,8 +332,14 @@ def lock_identifiers(session: Session, keys: Iterable[int]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     connection = connection_of(session)
-    for key in sorted(set(keys)):
-        run(connection, _ADVISORY_LOCK, {"key": key})
+    for statement, params in identifier_locks(keys):
+        run(connection, statement, params)
+
+
+def identifier_locks(keys: Iterable[int]) -> list[tuple[sa.TextClause, dict[str, int]]]:
+    """PostgreSQL: ``lock_identifiers``' statements, in the order they must run (for a caller that sends
+    them together with the read they guard, app/prepared.py ``run_all``)."""
+    return [(_ADVISORY_LOCK, {"key": key}) for key in sorted(set(keys))]
 
 
 _ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")

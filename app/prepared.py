@@ -23,6 +23,12 @@ so in the transaction) it would run it on, and returns its rows with the methods
   parameters), and a connection lost on the way is invalidated, so the pool drops it and the app answers
   503 as for any lost connection.
 
+``run_all(connection, [(statement, params), …])`` runs statements that follow each other anyway (a sync's
+identifier locks and its read; a batch's contact, event, push and form count) in one libpq pipeline: one
+round trip, the server running them in order as before. The ``BEGIN`` and a first ``PREPARE`` go in the same
+pipeline, so a transaction's first statement costs one round trip, not two or three. A submission went
+from eleven round trips to six (docs/performance.md, "A submission's round trips").
+
 Everywhere else (SQLite, a connection in pipeline mode, a statement with expanding ``IN`` parameters or
 column defaults to compute, an executemany of many rows) the statement goes through
 ``Connection.execute`` as before: same rows, same errors.
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import select
 import threading
 import weakref
 from collections.abc import Iterator
@@ -114,19 +121,68 @@ def run(
 ) -> Rows | sa.CursorResult[Any]:
     """``connection.execute(statement, params)``, through libpq on PostgreSQL (the module's docstring)."""
     driver = _driver_connection(connection)
-    if driver is None:
+    executions = None if driver is None else _executions(statement, params)
+    if driver is None or executions is None:
         return connection.execute(statement, params)
+    result = Rows((), [])
+    for compiled, values in executions:
+        result = _execute(connection, driver, compiled, values)
+    return result
+
+
+def run_all(
+    connection: sa.Connection,
+    statements: Sequence[tuple[Any, Mapping[str, Any] | Sequence[Mapping[str, Any]] | None]],
+) -> list[Rows | sa.CursorResult[Any]]:
+    """Each ``(statement, params)`` as ``run`` runs it, in order, and each one's result; on PostgreSQL in
+    one round trip (a libpq pipeline) when every one can go through libpq.
+
+    For statements that follow each other anyway: a sync's locks and its read, a batch's writes. The server
+    runs them one after the other as it would have; only the waits between them go (a round trip cost a
+    submission more CPU, in the app and in PostgreSQL, than most of its statements). The first one to fail
+    is raised as ``run`` raises it, and the ones after it are not run (inside a transaction PostgreSQL has
+    aborted it anyway)."""
+    driver = _driver_connection(connection)
+    planned = [] if driver is None else [_executions(statement, params) for statement, params in statements]
+    if driver is None or len(statements) < 2 or any(executions is None for executions in planned):
+        return [_read(run(connection, statement, params)) for statement, params in statements]
+    calls = [
+        (compiled, _dumped(driver, compiled, values))
+        for executions in planned
+        for compiled, values in executions or ()
+    ]
+    results = iter(_results(connection, driver, calls))
+    # A statement given several parameter sets answers with its last one's rows, as ``run`` does.
+    answers: list[Rows | sa.CursorResult[Any]] = []
+    for executions in planned:
+        answer = Rows((), [])
+        for _ in executions or ():
+            answer = _rows(driver, next(results))
+        answers.append(answer)
+    return answers
+
+
+def _read(result: Rows | sa.CursorResult[Any]) -> Rows | sa.CursorResult[Any]:
+    """A result's rows read at once, as a pipeline reads every answer (SQLite keeps a statement whose rows
+    were not all fetched in progress, and then refuses to commit)."""
+    if isinstance(result, sa.CursorResult) and result.returns_rows:
+        return Rows(list(result.keys()), list(result.all()))
+    return result
+
+
+def _executions(
+    statement: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+) -> list[tuple[_Compiled, Mapping[str, Any]]] | None:
+    """The statement compiled for libpq with each of its parameter sets, or None when it is SQLAlchemy's
+    to run (an executemany of many rows, a statement this module does not compile)."""
     many = params if isinstance(params, Sequence) and not isinstance(params, Mapping) else None
     if many is not None and not (0 < len(many) <= _MANY_AT_MOST):
-        return connection.execute(statement, params)
+        return None
     parameter_sets: Sequence[Mapping[str, Any]] = many if many is not None else [params or {}]
     compiled = _compiled(statement, parameter_sets[0])
     if compiled is None:
-        return connection.execute(statement, params)
-    result = Rows((), [])
-    for values in parameter_sets:
-        result = _execute(connection, driver, compiled, values)
-    return result
+        return None
+    return [(compiled, values) for values in parameter_sets]
 
 
 def _driver_connection(connection: sa.Connection) -> psycopg.Connection[Any] | None:
@@ -196,8 +252,11 @@ def _compile(statement: Any, columns: tuple[str, ...]) -> _Compiled | None:
 def _execute(
     connection: sa.Connection, driver: psycopg.Connection[Any], compiled: _Compiled, params: Mapping[str, Any]
 ) -> Rows:
-    pgconn = driver.pgconn
-    transformer = Transformer(driver)
+    return _rows(driver, _results(connection, driver, [(compiled, _dumped(driver, compiled, params))])[0])
+
+
+def _dumped(driver: psycopg.Connection[Any], compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+    """The statement's parameters in ``$n`` order, as text for libpq; SQLAlchemy's error for a bad one."""
     values = []
     try:
         for name, process in zip(compiled.order, compiled.processors, strict=True):
@@ -209,22 +268,31 @@ def _execute(
                 value = compiled.defaults.get(name)
             # As SQLAlchemy does: the type's conversion sees None too (a JSON column's None is JSON null).
             values.append(value if process is None else process(value))
-        dumped = transformer.dump_sequence(values, [PyFormat.TEXT] * len(values))
+        return Transformer(driver).dump_sequence(values, [PyFormat.TEXT] * len(values))
     except (sa.exc.InvalidRequestError, psycopg.Error, TypeError, ValueError) as error:
         raise sa.exc.StatementError(str(error), compiled.text, None, error, hide_parameters=True) from error
+
+
+def _results(
+    connection: sa.Connection,
+    driver: psycopg.Connection[Any],
+    calls: Sequence[tuple[_Compiled, Sequence[Any]]],
+) -> list[pq.abc.PGresult]:
+    """Run the prepared statements with their dumped parameters; their results, or SQLAlchemy's error."""
+    pgconn = driver.pgconn
     if not driver.autocommit and not connection.in_transaction():
         connection.begin()  # SQLAlchemy's side of the BEGIN sent below (no round trip of its own)
     try:
         try:
-            result = _prepared_and_run(driver, compiled, dumped)
+            return _prepared_and_run(driver, calls)
         except psycopg.errors.InvalidSqlStatementName:
             # The server no longer has our statements (someone ran DEALLOCATE ALL or DISCARD ALL, a pooler
             # in between). Outside a transaction nothing was lost: prepare again and run it once more.
             # Inside one the server has aborted the transaction, and the caller's error handling follows.
             _PREPARED.pop(driver, None)
-            if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            if pgconn.transaction_status != pq.TransactionStatus.IDLE or len(calls) > 1:
                 raise
-            result = _prepared_and_run(driver, compiled, dumped)
+            return _prepared_and_run(driver, calls)
     except psycopg.Error as error:
         lost = pgconn.status == pq.ConnStatus.BAD or connection.dialect.is_disconnect(error, driver, None)
         if lost:
@@ -232,11 +300,17 @@ def _execute(
             # every connection the pool handed out before it (they were cut by the same restart).
             connection.engine.pool._invalidate(connection.connection, error)
             connection.invalidate(error)
+        failed = calls[0][0].text if len(calls) == 1 else "; ".join(compiled.text for compiled, _ in calls)
         raise sa.exc.DBAPIError.instance(
-            compiled.text, None, error, psycopg.Error, hide_parameters=True, connection_invalidated=lost
+            failed, None, error, psycopg.Error, hide_parameters=True, connection_invalidated=lost
         ) from error
+
+
+def _rows(driver: psycopg.Connection[Any], result: pq.abc.PGresult) -> Rows:
+    """A result's rows, read by psycopg's loaders (as a cursor would), timestamps in UTC."""
     if result.status != pq.ExecStatus.TUPLES_OK:
         return Rows((), [])
+    transformer = Transformer(driver)
     transformer.set_pgresult(result)
     rows = transformer.load_rows(0, result.ntuples, tuple)
     keys = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
@@ -247,18 +321,74 @@ def _execute(
 
 
 def _prepared_and_run(
-    driver: psycopg.Connection[Any], compiled: _Compiled, dumped: Sequence[Any]
-) -> pq.abc.PGresult:
-    """``BEGIN`` when the connection should be in a transaction and is not yet, ``PREPARE`` the first time
-    on this connection, then run it."""
+    driver: psycopg.Connection[Any], calls: Sequence[tuple[_Compiled, Sequence[Any]]]
+) -> list[pq.abc.PGresult]:
+    """Run the statements, each ``PREPARE``d the first time on this connection, after a ``BEGIN`` when the
+    connection should be in a transaction and is not yet. One statement already prepared inside a
+    transaction is one ``PQexecPrepared``; anything more goes in one libpq pipeline, one round trip."""
     pgconn = driver.pgconn
-    if not driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:
-        _check(driver, pgconn.exec_(_begin_command(driver)))
+    begin = not driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
     prepared = _PREPARED.setdefault(driver, set())
-    if compiled.name not in prepared:
-        _check(driver, pgconn.prepare(compiled.name, compiled.sql))
-        prepared.add(compiled.name)
-    return _check(driver, pgconn.exec_prepared(compiled.name, dumped))
+    unprepared = list({c.name: c for c, _ in calls if c.name not in prepared}.values())
+    if not begin and not unprepared and len(calls) == 1:
+        compiled, dumped = calls[0]
+        return [_check(driver, pgconn.exec_prepared(compiled.name, dumped))]
+    pgconn.enter_pipeline_mode()
+    try:
+        if begin:
+            pgconn.send_query_params(_begin_command(driver), None)
+        for compiled in unprepared:
+            pgconn.send_prepare(compiled.name, compiled.sql)
+        for compiled, dumped in calls:
+            pgconn.send_query_prepared(compiled.name, dumped)
+        pgconn.pipeline_sync()
+        answers = [_pipeline_result(driver) for _ in range(int(begin) + len(unprepared) + len(calls))]
+        if _pipeline_result(driver).status != pq.ExecStatus.PIPELINE_SYNC:
+            raise psycopg.OperationalError("the database's answers to a pipeline were out of step")
+    finally:
+        _leave_pipeline(pgconn)
+    for compiled, answer in zip(unprepared, answers[int(begin) :], strict=False):
+        if answer.status == pq.ExecStatus.COMMAND_OK:  # a statement prepared stays, whatever the transaction
+            prepared.add(compiled.name)
+    # The first failure is the error (the ones after it were not run: PIPELINE_ABORTED).
+    for answer in answers:
+        _check(driver, answer)
+    return answers[int(begin) + len(unprepared) :]
+
+
+def _leave_pipeline(pgconn: pq.abc.PGconn) -> None:
+    """Out of pipeline mode; a connection whose answers could not all be read is closed (its state is
+    unknown), and so is dropped from the pool as a lost one."""
+    if pgconn.status == pq.ConnStatus.BAD or pgconn.pipeline_status == pq.PipelineStatus.OFF:
+        return
+    try:
+        pgconn.exit_pipeline_mode()
+    except psycopg.Error:
+        pgconn.finish()
+
+
+def _pipeline_result(driver: psycopg.Connection[Any]) -> pq.abc.PGresult:
+    """The next answer of a pipeline (and the end-of-answer marker after it; a sync has none)."""
+    pgconn = driver.pgconn
+    result = _next_result(pgconn)
+    if result is None or pgconn.status == pq.ConnStatus.BAD:
+        message = (pgconn.error_message or b"").decode(errors="replace").strip()
+        raise psycopg.OperationalError(message or "the connection to the database was lost")
+    if result.status != pq.ExecStatus.PIPELINE_SYNC:
+        _next_result(pgconn)  # None: the end of this statement's answer
+    return result
+
+
+def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    """``PQgetResult`` once it will not wait: the wait for the server is here, with Python's lock released
+    (as in PQexecPrepared). PQgetResult would wait holding it, and another thread of the process that holds
+    a lock this statement waits for (an identifier's) could then never commit."""
+    while pgconn.is_busy():
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN)
+        poller.poll()
+        pgconn.consume_input()
+    return pgconn.get_result()
 
 
 def _check(driver: psycopg.Connection[Any], result: pq.abc.PGresult) -> pq.abc.PGresult:

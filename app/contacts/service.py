@@ -48,6 +48,7 @@ from app.db import after_commit
 from app.db import aware_utc
 from app.db import connection_of
 from app.db import identifier_lock_key
+from app.db import identifier_locks
 from app.db import lock_identifiers
 from app.db import upsert_for
 from app.db import utcnow
@@ -63,6 +64,7 @@ from app.models import ContactEvent
 from app.models import OutboxItem
 from app.models import Suppression
 from app.prepared import run
+from app.prepared import run_all
 
 SUPPRESSION_PURPOSE = "suppression"
 # Above this many identifiers, a sync first asks whether the shop has any suppression at all.
@@ -194,14 +196,35 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, StrEnum) else value
 
 
+# A write whose rows nobody reads: a statement with its parameters (app/prepared.py ``run_all``).
+Statement = tuple[Any, Mapping[str, Any] | Sequence[Mapping[str, Any]]]
+
+
 @dataclass(frozen=True)
 class _Writes:
-    """A decided batch's writes, to send before its commit."""
+    """A decided batch's writes, to send before its commit, in order: statements, and steps of their own
+    (a ``COPY``, the one ``UPDATE`` of a re-import). Statements that follow each other go together in one
+    round trip (``run_all``): a submission's contact, event, push and form count are one."""
 
-    send: Callable[[], None]
+    session: Session
+    steps: Sequence[Statement | Callable[[], object]]
 
-    def __call__(self) -> None:
-        self.send()
+    def __call__(self, *then: Statement) -> None:
+        """Send the writes, then the caller's own statements ``then`` with the last of them."""
+        together: list[Statement] = []
+        for step in [*self.steps, *then]:
+            if isinstance(step, tuple):
+                together.append(step)
+                continue
+            if together:
+                run_all(connection_of(self.session), together)
+                together = []
+            step()
+        if together:
+            run_all(connection_of(self.session), together)
+
+    def and_then(self, *steps: Statement | None) -> _Writes:
+        return _Writes(self.session, [*self.steps, *(step for step in steps if step is not None)])
 
 
 @dataclass
@@ -258,7 +281,7 @@ class _Batch:
         the next batch, and sending then hardly needs Python's lock (formatting a thousand rows there made
         the sending thread the import's bottleneck)."""
         postgres = session.get_bind().dialect.name == "postgresql"
-        steps: list[Callable[[], object]] = []
+        steps: list[Statement | Callable[[], object]] = []
         created = [row for row in self.contacts.values() if row.stored is None]
         copy_contacts = postgres and len(created) >= _COPY_FROM_ROWS
         copy_events = postgres and len(self.events) >= _COPY_FROM_ROWS
@@ -266,8 +289,7 @@ class _Batch:
             contacts_text = _copy_text(session, _CONTACTS, _COLUMNS, (row.cells() for row in created))
             steps.append(lambda: _send_copy(session, _CONTACTS, _COLUMNS, contacts_text))
         elif created:
-            new_rows = [row.values() for row in created]
-            steps.append(lambda: run(connection_of(session), _INSERT_CONTACT, new_rows))
+            steps.append((_INSERT_CONTACT, [row.values() for row in created]))
         changed = [
             (row, current)
             for row in self.contacts.values()
@@ -288,20 +310,15 @@ class _Batch:
                 }
                 for row, current in changed
             ]
-            steps.append(lambda: run(connection_of(session), _UPDATE_CONTACT, parameters))
+            steps.append((_UPDATE_CONTACT, parameters))
         if copy_events:
             cells = ([event[name] for name in _EVENT_COLUMNS] for event in self.events)
             events_text = _copy_text(session, _EVENTS, _EVENT_COLUMNS, cells)
             steps.append(lambda: _send_copy(session, _EVENTS, _EVENT_COLUMNS, events_text))
         elif self.events:
-            events = self.events
-            steps.append(lambda: run(connection_of(session), _INSERT_EVENT, events))
-
-        def send() -> None:
-            for step in steps:  # in this order: an event's contact is in the table before the event
-                step()
-
-        return _Writes(send)
+            steps.append((_INSERT_EVENT, self.events))
+        # In this order: an event's contact is in the table before the event.
+        return _Writes(session, steps)
 
 
 _EVENT_COLUMNS = ("shop_id", "contact_id", "kind", "occurred_at", "data")
@@ -562,21 +579,20 @@ class ContactService:
         evidence: Sequence[Mapping[str, Any]],
         write_platform: bool | None = None,
         lift_suppression: bool | None = None,
-        then_write: Callable[[], object] | None = None,
+        then_write: Sequence[Statement] = (),
     ) -> list[SyncResult]:
         """``sync_batch`` inside the caller's transaction, for a caller whose own writes must commit with
         the sync (the tracking drain's claim of its hits, a submission's form count): decided, written,
         not committed. The same defaults as ``sync``. The syncs are counted (app/metrics.py) when the
         caller's transaction commits.
 
-        ``then_write``: the caller's own writes, run right after the sync's (a submission's form count)."""
+        ``then_write``: the caller's own writes, statements sent with the sync's last ones (a submission's
+        form count)."""
         write_platform, lift = _rule_defaults(source, write_platform, lift_suppression)
         results, write = self._sync_records(
             session, shop_id, records, source, evidence, write_platform, None, lift
         )
-        write()
-        if then_write is not None:
-            then_write()
+        write(*then_write)
         tally = Counter(result.action for result in results)
         after_commit(session, lambda: metrics.record_syncs(source.value, tally))
         return results
@@ -595,14 +611,15 @@ class ContactService:
         """Decide every record; returns the results and the batch's writes, to run before the commit."""
         emails = {r.email for r in records if r.email}
         phones = {r.phone for r in records if r.phone}
-        _lock_batch_identifiers(
-            session,
-            [identifier_lock_key(shop_id, "email", e) for e in emails]
-            + [identifier_lock_key(shop_id, "phone", p) for p in phones],
-        )
+        lock_keys = [identifier_lock_key(shop_id, "email", e) for e in emails] + [
+            identifier_lock_key(shop_id, "phone", p) for p in phones
+        ]
         if len(records) == 1 and (emails or phones) and session.get_bind().dialect.name == "postgresql":
-            suppressed, batch = self._read_one(session, shop_id, emails, phones, lift=lift_suppression)
+            suppressed, batch = self._read_one(
+                session, shop_id, emails, phones, lock_keys, lift=lift_suppression
+            )
         else:
+            _lock_batch_identifiers(session, lock_keys)
             suppressed = self._suppressed_identifiers(session, shop_id, emails, phones, lift=lift_suppression)
             batch = _Batch(size=len(records))
             for contact in _load_candidates(session, shop_id, emails, phones):
@@ -665,13 +682,7 @@ class ContactService:
                     pushes.add(touched_contact.id)
             results.append(SyncResult(decision.action, decision.reason, contact.id, tuple(changed)))
 
-        send = batch.prepare(session)
-
-        def write() -> None:
-            send()
-            enqueue_pushes(session, shop_id, sorted(pushes), started)
-
-        return results, _Writes(write)
+        return results, batch.prepare(session).and_then(_pushes(session, shop_id, sorted(pushes), started))
 
     def _apply(
         self,
@@ -730,11 +741,19 @@ class ContactService:
         return by_digest
 
     def _read_one(
-        self, session: Session, shop_id: int, emails: set[str], phones: set[str], *, lift: bool
+        self,
+        session: Session,
+        shop_id: int,
+        emails: set[str],
+        phones: set[str],
+        lock_keys: list[int],
+        *,
+        lift: bool,
     ) -> tuple[set[tuple[str, str]], _Batch]:
-        """PostgreSQL, one record (a submission, an open): what ``_suppressed_identifiers`` and
-        ``_load_candidates`` read, and the id a new contact would take, in one statement (``_READ_ONE``)
-        instead of three; the candidates' rows then by id, only when there are any."""
+        """PostgreSQL, one record (a submission, an open): the identifiers' locks, then what
+        ``_suppressed_identifiers`` and ``_load_candidates`` read and the id a new contact would take, in
+        one statement (``_READ_ONE``) instead of three, sent together with the locks (the server runs the
+        read once it holds them); the candidates' rows then by id, only when there are any."""
         by_digest = self._suppression_digests(emails, phones)
         connection = connection_of(session)
         params = {
@@ -746,7 +765,8 @@ class ContactService:
         contact_ids: set[int] = set()
         suppressions: list[tuple[int, str]] = []
         batch = _Batch(size=1)
-        for what, number, digest in run(connection, _READ_ONE, params):
+        read = run_all(connection, [*identifier_locks(lock_keys), (_READ_ONE, params)])[-1]
+        for what, number, digest in read:
             if what == "contact":
                 contact_ids.add(number)
             elif what == "suppression":
@@ -1037,7 +1057,12 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
     must be flushed first (every caller does), or its row is not there for the push to refer to."""
     if not contact_ids:
         return
-    rows = [
+    connection = connection_of(session)
+    run(connection, _ENQUEUE_PUSH(connection), _push_rows(shop_id, contact_ids, now))
+
+
+def _push_rows(shop_id: int, contact_ids: list[int], now: datetime) -> list[dict[str, Any]]:
+    return [
         {
             "shop_id": shop_id,
             "contact_id": contact_id,
@@ -1052,8 +1077,13 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
         }
         for contact_id in contact_ids
     ]
-    connection = connection_of(session)
-    run(connection, _ENQUEUE_PUSH(connection), rows)
+
+
+def _pushes(session: Session, shop_id: int, contact_ids: list[int], now: datetime) -> Statement | None:
+    """``enqueue_pushes`` as a statement to send with the batch's other writes; None for no contacts."""
+    if not contact_ids:
+        return None
+    return (_ENQUEUE_PUSH(connection_of(session)), _push_rows(shop_id, contact_ids, now))
 
 
 _OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]

@@ -39,9 +39,16 @@ def count(
 def count_in(
     session: Session, form_id: int, what: Literal["views", "submissions"], day: date | None = None
 ) -> None:
-    """``count`` inside the caller's transaction (a submission counts in the transaction of its sync)."""
+    """``count`` inside the caller's transaction."""
     connection = connection_of(session)
-    run(connection, _COUNT[what](connection), {"form_id": form_id, "day": day or utcnow().date()})
+    run(connection, *count_statement(connection, form_id, what, day))
+
+
+def count_statement(
+    connection: sa.Connection, form_id: int, what: Literal["views", "submissions"], day: date | None = None
+) -> tuple[sa.Insert, dict[str, Any]]:
+    """The statement that counts one, with its parameters: a submission sends it with its sync's writes."""
+    return _COUNT[what](connection), {"form_id": form_id, "day": day or utcnow().date()}
 
 
 def _build_count(dialect: str, what: str) -> sa.Insert:

@@ -6,7 +6,6 @@ form's tag and the consent evidence, the sync, and the form's daily count.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -147,9 +146,12 @@ def accept_submission(
         form = _locked_form(session, shop_id, form_id)
         if form is not None and form.tag:
             collected = dataclasses.replace(collected, tags=(*collected.tags, form.tag))
-        count = None if form is None else functools.partial(stats.count_in, session, form.id, "submissions")
+        # The form's daily count goes with the sync's writes (one round trip).
+        counts = []
+        if form is not None:
+            counts.append(stats.count_statement(connection_of(session), form.id, "submissions"))
         service.sync_in_transaction(
-            session, shop_id, [collected], source=Source.FORM, evidence=[evidence], then_write=count
+            session, shop_id, [collected], source=Source.FORM, evidence=[evidence], then_write=counts
         )
     return Answer({"ok": True}, 200)
 

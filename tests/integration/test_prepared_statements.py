@@ -5,19 +5,30 @@ On PostgreSQL: a statement run first in a transaction begins it (a rollback keep
 server refuses is SQLAlchemy's ``IntegrityError`` and the transaction rolls back; a connection lost is an
 ``OperationalError`` (a 503) and leaves the pool; statements the server lost (``DEALLOCATE ALL``) are
 prepared again; a ROLLBACK does not lose them (psycopg, which would deallocate every statement after one,
-prepares none). Rows read by name and as mappings, timestamps in UTC, JSON as values."""
+prepares none). Rows read by name and as mappings, timestamps in UTC, JSON as values.
+
+``run_all``: statements sent together run in order in one round trip (their ``BEGIN`` and first
+``PREPARE`` with them), the first refused one is the error and the ones after it are not run; a storefront
+submission takes six round trips (seven for a returning shopper)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextlib import nullcontext
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from psycopg import pq
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import ProgrammingError
@@ -36,6 +47,7 @@ from app.models import ContactEvent
 from app.models import RateLimitCounter
 from app.prepared import Rows
 from app.prepared import run
+from app.prepared import run_all
 from app.shops import register_shop
 from tests.conftest import TEST_SECRET_KEY
 
@@ -249,7 +261,7 @@ def test_a_syncs_writes_and_the_callers_commit_together(
     with database.write_transaction() as session:
         service.sync_in_transaction(
             session, shop_id, records, source=Source.FORM, evidence=[{}, {}],
-            then_write=lambda: _count(session.connection(), "the caller's"),
+            then_write=[(_COUNT, {"key": "the caller's", "window_start": NOON, "count": 1})],
         )  # fmt: skip
         assert _keys(fresh_database) == set()
     assert _keys(fresh_database) == {"the caller's"}
@@ -345,3 +357,143 @@ def test_a_request_uses_one_autocommit_connection_and_gives_it_back(fresh_databa
         with block as connection:
             assert connection is not one
     fresh_database.dispose()
+
+
+def _round_trips(trace: Path) -> int:
+    """Round trips in a libpq trace (read once tracing has stopped: libpq buffers it): the server ends each
+    answer with one ReadyForQuery."""
+    return sum("\tReadyForQuery\t" in line for line in trace.read_text().splitlines())
+
+
+@contextmanager
+def traced(tmp_path: Path) -> Iterator[Path]:
+    """A libpq trace of every pooled connection checked out in the block (every pool: the autocommit one
+    too), into one file."""
+    trace = tmp_path / "libpq.trace"
+    sink = trace.open("w")
+    traced_connections: list[Any] = []
+
+    def start(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        pgconn = dbapi_connection.pgconn
+        pgconn.trace(sink.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        traced_connections.append(pgconn)
+
+    event.listen(sa.pool.Pool, "checkout", start)
+    try:
+        yield trace
+    finally:
+        event.remove(sa.pool.Pool, "checkout", start)
+        for pgconn in traced_connections:
+            pgconn.untrace()
+        sink.close()
+
+
+def test_statements_sent_together_run_in_order(
+    database: Database, fresh_database: sa.Engine, tmp_path: Path
+) -> None:
+    postgres = database.dialect == "postgresql"
+    for attempt in ("first, with the statements prepared on the way", "prepared already"):
+        key = f"together {attempt}"
+        with (
+            traced(tmp_path) if postgres else nullcontext(None) as trace,
+            database.write_transaction() as session,
+        ):
+            results = run_all(
+                session.connection(),
+                [
+                    (_COUNT, {"key": key, "window_start": NOON, "count": 1}),
+                    (_BUMP, {"key": key, "by": 2}),
+                    (_READ, {"key": key}),
+                ],
+            )
+            assert [row.count for row in results[2]] == [3]  # the read ran after both writes
+        if trace is not None:
+            # BEGIN, the PREPAREs the first time, and the three statements: one round trip; then COMMIT.
+            assert _round_trips(trace) == 2, attempt
+        assert key in _keys(fresh_database)  # committed with the transaction
+
+
+def test_among_statements_sent_together_the_first_refused_is_the_error(
+    database: Database, fresh_database: sa.Engine
+) -> None:
+    def refused() -> None:
+        with database.write_transaction() as session:
+            run_all(
+                session.connection(),
+                [
+                    (_COUNT, {"key": "twice", "window_start": NOON, "count": 1}),
+                    (_COUNT, {"key": "twice", "window_start": NOON, "count": 1}),
+                    (_COUNT, {"key": "after the refusal", "window_start": NOON, "count": 1}),
+                ],
+            )
+
+    with pytest.raises(IntegrityError):
+        refused()
+    assert _keys(fresh_database) == set()
+    # The connection went back to the pool in a usable state (out of pipeline mode, transaction ended).
+    with database.write_transaction() as session:
+        run_all(
+            session.connection(),
+            [
+                (_COUNT, {"key": "next", "window_start": NOON, "count": 1}),
+                (_BUMP, {"key": "next", "by": 1}),
+            ],
+        )
+        assert run(session.connection(), _READ, {"key": "next"}).one().count == 2
+    assert _keys(fresh_database) == {"next"}
+
+
+@pytest.mark.postgresql  # a statement the server cannot prepare
+def test_a_statement_the_server_cannot_prepare_among_others_is_the_error(
+    database: Database, fresh_database: sa.Engine
+) -> None:
+    broken = sa.text("SELECT no_such_column FROM rate_limit_counters WHERE key = :key")
+
+    def send() -> None:
+        with database.write_transaction() as session:
+            run_all(
+                session.connection(),
+                [(_COUNT, {"key": "kept?", "window_start": NOON, "count": 1}), (broken, {"key": "x"})],
+            )
+
+    for _ in range(2):  # not taken for prepared after the first failure
+        with pytest.raises(ProgrammingError):
+            send()
+    assert _keys(fresh_database) == set()
+
+
+@pytest.mark.postgresql  # round trips are libpq's
+def test_a_submission_takes_six_round_trips(fresh_database: sa.Engine, tmp_path: Path) -> None:
+    from app import create_app
+    from app.db import get_database
+    from tests.conftest import add_shop
+    from tests.conftest import app_config
+    from tests.functional.test_submissions import add_form
+
+    url = fresh_database.url.render_as_string(hide_password=False)
+    app = create_app(app_config(url, DATABASE_ENGINE=fresh_database, SUBMISSION_RATE_LIMIT="100/minute"))
+    shop = add_shop(app)
+    form_id = add_form(get_database(app), shop)
+    client = app.test_client()
+
+    def submit(email: str, phone: str, first_name: str) -> int:
+        body = {"shop": shop.domain, "form_id": form_id, "email": email, "phone": phone,
+                "first_name": first_name, "email_consent": True}  # fmt: skip
+        with traced(tmp_path) as trace:
+            answer = client.post("/storefront/submissions", json=body)
+        assert answer.status_code == 200, answer.get_json()
+        return _round_trips(trace)
+
+    submit("warm@example.com", "+1 415 555 2670", "Warm")  # the statements prepared on each pooled connection
+    # The shop, the rate limits, BEGIN with the form's lock, the identifiers' locks with the read, the
+    # writes (contact, event, platform push, form count), COMMIT.
+    assert submit("new@example.com", "+1 415 555 2671", "Ann") == 6
+    assert (
+        submit("new@example.com", "+1 415 555 2671", "Anna") == 7
+    )  # and the returning shopper's stored row, by id
+    with fresh_database.connect() as connection:
+        names = connection.execute(sa.text("SELECT first_name FROM contacts ORDER BY id")).scalars().all()
+        counted = connection.execute(sa.text("SELECT sum(submissions) FROM form_daily_stats")).scalar()
+    assert names == ["Warm", "Anna"]
+    assert counted == 3
