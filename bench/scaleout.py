@@ -39,6 +39,7 @@ from common import DEFAULT_SERVER
 from common import SECRET
 from common import BenchShop
 from common import add_shops
+from common import analyze
 from common import bench_env
 from common import durability
 from common import emit_result
@@ -117,6 +118,7 @@ def measure(
         check_answer(port, shop)
         tag = f"w{web}b{background}"
         warm_up(url, web * 2, script=script, script_args=[f"{tag}-warm"])
+        analyze(engine)
         settle(port)
         since = datetime.now(UTC)
         _, done_before, _ = outbox_counts(engine, since)

@@ -49,6 +49,7 @@ from common import BenchShop
 from common import Target
 from common import add_shops
 from common import alternate_peaks
+from common import analyze
 from common import bench_env
 from common import durability
 from common import emit_result
@@ -235,6 +236,7 @@ def main() -> None:
                 warm_up(
                     f"http://127.0.0.1:{app_port}{PATH}", args.workers, script=script, script_args=["warm"]
                 )
+                analyze(engine)
                 settle(app_port)
                 before, _ = count_submitted(engine)
                 wal_before, commits_before = wal_and_commits(engine)

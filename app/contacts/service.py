@@ -58,6 +58,7 @@ from app.enums import OutboxKind
 from app.enums import OutboxStatus
 from app.enums import Source
 from app.enums import SyncStatus
+from app.models import SUPPRESSION_KINDS
 from app.models import AuditLog
 from app.models import Contact
 from app.models import ContactEvent
@@ -375,6 +376,7 @@ _INSERT_EVENT = sa.insert(_EVENTS).inline()
 _SUPPRESSIONS: sa.Table = Suppression.__table__  # type: ignore[assignment]
 _SUPPRESSED = sa.select(_SUPPRESSIONS.c.id, _SUPPRESSIONS.c.digest).where(
     _SUPPRESSIONS.c.shop_id == sa.bindparam("shop_id", type_=_SUPPRESSIONS.c.shop_id.type),
+    _SUPPRESSIONS.c.kind.in_(SUPPRESSION_KINDS),  # the index's middle column (models.SUPPRESSION_KINDS)
     _SUPPRESSIONS.c.digest.in_(sa.bindparam("digests", expanding=True, type_=_SUPPRESSIONS.c.digest.type)),
 )
 _LIFT_SUPPRESSIONS = sa.delete(_SUPPRESSIONS).where(
@@ -892,7 +894,8 @@ _READ_ONE = sa.text(
     " SELECT 'contact', c.id, NULL FROM contacts AS c WHERE c.shop_id = :shop_id AND c.phone = :phone"
     " UNION ALL"
     " SELECT 'suppression', p.id, p.digest FROM suppressions AS p"
-    " WHERE p.shop_id = :shop_id AND p.digest = ANY(CAST(:digests AS text[]))"
+    " WHERE p.shop_id = :shop_id AND p.kind IN ('email', 'phone')"  # models.SUPPRESSION_KINDS
+    " AND p.digest = ANY(CAST(:digests AS text[]))"
     " UNION ALL"
     " SELECT 'new id', nextval(pg_get_serial_sequence('contacts', 'id')::regclass), NULL"
 ).columns(

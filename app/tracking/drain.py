@@ -31,6 +31,7 @@ from app.contacts.rules import Collected
 from app.contacts.service import ContactService
 from app.db import upsert
 from app.enums import Source
+from app.models import SUPPRESSION_KINDS
 from app.models import Shop
 from app.models import Suppression
 from app.models import TrackingHit
@@ -198,7 +199,11 @@ def _suppressed(session: Session, shop_id: int, keyring: Any, hits: Sequence[_Hi
         return set()
     listed = set(
         session.scalars(
-            sa.select(Suppression.digest).where(Suppression.shop_id == shop_id, Suppression.digest.in_(every))
+            sa.select(Suppression.digest).where(
+                Suppression.shop_id == shop_id,
+                Suppression.kind.in_(SUPPRESSION_KINDS),  # the index's middle column
+                Suppression.digest.in_(every),
+            )
         )
     )
     return {hit_id for hit_id, digests in digests_of.items() if listed & set(digests)}
