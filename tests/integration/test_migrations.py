@@ -91,3 +91,32 @@ def test_0012_lowers_the_sqlite_search_text_of_the_contacts_already_there(fresh_
     with fresh_database.begin() as connection:
         connection.exec_driver_sql("UPDATE contacts SET last_name = 'ÖRN' WHERE id = 1")
     assert search_texts() == {"émile örn emile@example.fr "}
+
+
+@pytest.mark.postgresql  # GIN's pending list is PostgreSQL's
+def test_0013_keeps_the_search_indexs_pending_list_small(fresh_database: sa.Engine) -> None:
+    from alembic import command
+
+    from app.cli import alembic_config
+
+    def options() -> list[str]:
+        with fresh_database.connect() as connection:
+            return list(
+                connection.scalar(
+                    sa.text(
+                        "SELECT coalesce(reloptions, '{}') FROM pg_class"
+                        " WHERE relname = 'ix_contacts_search_trgm'"
+                    )
+                )
+            )
+
+    assert options() == ["gin_pending_list_limit=256"]
+    config = alembic_config(fresh_database.url.render_as_string(hide_password=False))
+    with fresh_database.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012")
+    assert options() == []
+    with fresh_database.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    assert options() == ["gin_pending_list_limit=256"]
