@@ -243,6 +243,16 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+def listed_for_erasure(shop_id: Any, digests: Any) -> sa.ColumnElement[bool]:
+    """The erasure-list entries of ``shop_id`` (a value, a column or a bind) among ``digests`` (a list or an
+    expanding bind), as the index is probed: by shop, every kind, and digest."""
+    return sa.and_(
+        Suppression.shop_id == shop_id,
+        Suppression.kind.in_(SUPPRESSION_KINDS),
+        Suppression.digest.in_(digests),
+    )
+
+
 class PlatformBudget(Base):
     """A shop's platform rate budget as a leaky bucket, shared by every worker process (rule: the
     platform's limit is per app and store, so per-process counters would multiply with the workers)."""

@@ -146,8 +146,9 @@ def run_all(
     planned = [] if driver is None else [_executions(statement, params) for statement, params in statements]
     if driver is None or len(statements) < 2 or any(executions is None for executions in planned):
         return [_read(run(connection, statement, params)) for statement, params in statements]
+    transformer = Transformer(driver)  # one for the statements' parameters and their rows, as a cursor has
     calls = [
-        (compiled, _dumped(driver, compiled, values))
+        (compiled, _dumped(transformer, compiled, values))
         for executions in planned
         for compiled, values in executions or ()
     ]
@@ -157,7 +158,7 @@ def run_all(
     for executions in planned:
         answer = Rows((), [])
         for _ in executions or ():
-            answer = _rows(driver, next(results))
+            answer = _rows(transformer, next(results))
         answers.append(answer)
     return answers
 
@@ -252,10 +253,13 @@ def _compile(statement: Any, columns: tuple[str, ...]) -> _Compiled | None:
 def _execute(
     connection: sa.Connection, driver: psycopg.Connection[Any], compiled: _Compiled, params: Mapping[str, Any]
 ) -> Rows:
-    return _rows(driver, _results(connection, driver, [(compiled, _dumped(driver, compiled, params))])[0])
+    transformer = Transformer(driver)
+    return _rows(
+        transformer, _results(connection, driver, [(compiled, _dumped(transformer, compiled, params))])[0]
+    )
 
 
-def _dumped(driver: psycopg.Connection[Any], compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+def _dumped(transformer: Transformer, compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
     """The statement's parameters in ``$n`` order, as text for libpq; SQLAlchemy's error for a bad one."""
     values = []
     try:
@@ -268,7 +272,7 @@ def _dumped(driver: psycopg.Connection[Any], compiled: _Compiled, params: Mappin
                 value = compiled.defaults.get(name)
             # As SQLAlchemy does: the type's conversion sees None too (a JSON column's None is JSON null).
             values.append(value if process is None else process(value))
-        return Transformer(driver).dump_sequence(values, [PyFormat.TEXT] * len(values))
+        return transformer.dump_sequence(values, [PyFormat.TEXT] * len(values))
     except (sa.exc.InvalidRequestError, psycopg.Error, TypeError, ValueError) as error:
         raise sa.exc.StatementError(str(error), compiled.text, None, error, hide_parameters=True) from error
 
@@ -306,11 +310,10 @@ def _results(
         ) from error
 
 
-def _rows(driver: psycopg.Connection[Any], result: pq.abc.PGresult) -> Rows:
+def _rows(transformer: Transformer, result: pq.abc.PGresult) -> Rows:
     """A result's rows, read by psycopg's loaders (as a cursor would), timestamps in UTC."""
     if result.status != pq.ExecStatus.TUPLES_OK:
         return Rows((), [])
-    transformer = Transformer(driver)
     transformer.set_pgresult(result)
     rows = transformer.load_rows(0, result.ntuples, tuple)
     keys = [(result.fname(i) or b"").decode() for i in range(result.nfields)]

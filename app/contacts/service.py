@@ -58,12 +58,12 @@ from app.enums import OutboxKind
 from app.enums import OutboxStatus
 from app.enums import Source
 from app.enums import SyncStatus
-from app.models import SUPPRESSION_KINDS
 from app.models import AuditLog
 from app.models import Contact
 from app.models import ContactEvent
 from app.models import OutboxItem
 from app.models import Suppression
+from app.models import listed_for_erasure
 from app.prepared import run
 from app.prepared import run_all
 
@@ -375,9 +375,10 @@ _INSERT_CONTACT = sa.insert(_CONTACTS).inline()  # the ids are reserved: nothing
 _INSERT_EVENT = sa.insert(_EVENTS).inline()
 _SUPPRESSIONS: sa.Table = Suppression.__table__  # type: ignore[assignment]
 _SUPPRESSED = sa.select(_SUPPRESSIONS.c.id, _SUPPRESSIONS.c.digest).where(
-    _SUPPRESSIONS.c.shop_id == sa.bindparam("shop_id", type_=_SUPPRESSIONS.c.shop_id.type),
-    _SUPPRESSIONS.c.kind.in_(SUPPRESSION_KINDS),  # the index's middle column (models.SUPPRESSION_KINDS)
-    _SUPPRESSIONS.c.digest.in_(sa.bindparam("digests", expanding=True, type_=_SUPPRESSIONS.c.digest.type)),
+    listed_for_erasure(
+        sa.bindparam("shop_id", type_=_SUPPRESSIONS.c.shop_id.type),
+        sa.bindparam("digests", expanding=True, type_=_SUPPRESSIONS.c.digest.type),
+    )
 )
 _LIFT_SUPPRESSIONS = sa.delete(_SUPPRESSIONS).where(
     _SUPPRESSIONS.c.id.in_(sa.bindparam("ids", expanding=True, type_=_SUPPRESSIONS.c.id.type))
@@ -894,7 +895,7 @@ _READ_ONE = sa.text(
     " SELECT 'contact', c.id, NULL FROM contacts AS c WHERE c.shop_id = :shop_id AND c.phone = :phone"
     " UNION ALL"
     " SELECT 'suppression', p.id, p.digest FROM suppressions AS p"
-    " WHERE p.shop_id = :shop_id AND p.kind IN ('email', 'phone')"  # models.SUPPRESSION_KINDS
+    " WHERE p.shop_id = :shop_id AND p.kind IN ('email', 'phone')"  # as models.listed_for_erasure
     " AND p.digest = ANY(CAST(:digests AS text[]))"
     " UNION ALL"
     " SELECT 'new id', nextval(pg_get_serial_sequence('contacts', 'id')::regclass), NULL"
@@ -1058,14 +1059,16 @@ def enqueue_pushes(session: Session, shop_id: int, contact_ids: list[int], now: 
 
     Runs on the session's connection, without the ORM: a contact added to the session as an ORM object
     must be flushed first (every caller does), or its row is not there for the push to refer to."""
+    statement = _pushes(session, shop_id, contact_ids, now)
+    if statement is not None:
+        run(connection_of(session), *statement)
+
+
+def _pushes(session: Session, shop_id: int, contact_ids: list[int], now: datetime) -> Statement | None:
+    """``enqueue_pushes``' statement, to send with a batch's other writes; None for no contacts."""
     if not contact_ids:
-        return
-    connection = connection_of(session)
-    run(connection, _ENQUEUE_PUSH(connection), _push_rows(shop_id, contact_ids, now))
-
-
-def _push_rows(shop_id: int, contact_ids: list[int], now: datetime) -> list[dict[str, Any]]:
-    return [
+        return None
+    rows = [
         {
             "shop_id": shop_id,
             "contact_id": contact_id,
@@ -1080,13 +1083,7 @@ def _push_rows(shop_id: int, contact_ids: list[int], now: datetime) -> list[dict
         }
         for contact_id in contact_ids
     ]
-
-
-def _pushes(session: Session, shop_id: int, contact_ids: list[int], now: datetime) -> Statement | None:
-    """``enqueue_pushes`` as a statement to send with the batch's other writes; None for no contacts."""
-    if not contact_ids:
-        return None
-    return (_ENQUEUE_PUSH(connection_of(session)), _push_rows(shop_id, contact_ids, now))
+    return (_ENQUEUE_PUSH(connection_of(session)), rows)
 
 
 _OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]

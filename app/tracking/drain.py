@@ -31,11 +31,11 @@ from app.contacts.rules import Collected
 from app.contacts.service import ContactService
 from app.db import upsert
 from app.enums import Source
-from app.models import SUPPRESSION_KINDS
 from app.models import Shop
 from app.models import Suppression
 from app.models import TrackingHit
 from app.models import TrackingSync
+from app.models import listed_for_erasure
 from app.tracking.hits import CLICK
 from app.tracking.hits import suppression_digests
 from app.tracking.tokens import InvalidTokenError
@@ -197,15 +197,7 @@ def _suppressed(session: Session, shop_id: int, keyring: Any, hits: Sequence[_Hi
     every = {d for digests in digests_of.values() for d in digests}
     if not every:
         return set()
-    listed = set(
-        session.scalars(
-            sa.select(Suppression.digest).where(
-                Suppression.shop_id == shop_id,
-                Suppression.kind.in_(SUPPRESSION_KINDS),  # the index's middle column
-                Suppression.digest.in_(every),
-            )
-        )
-    )
+    listed = set(session.scalars(sa.select(Suppression.digest).where(listed_for_erasure(shop_id, every))))
     return {hit_id for hit_id, digests in digests_of.items() if listed & set(digests)}
 
 

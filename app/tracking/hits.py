@@ -30,10 +30,9 @@ from app.crypto import Keyring
 from app.db import Database
 from app.db import UTCDateTime
 from app.db import aware_utc
-from app.models import SUPPRESSION_KINDS
 from app.models import Shop
-from app.models import Suppression
 from app.models import TrackingHit
+from app.models import listed_for_erasure
 from app.tracking import agents
 from app.tracking.tokens import TrackingLink
 
@@ -84,12 +83,7 @@ def record_hit(
         sa.literal(now, UTCDateTime()),
     ).where(Shop.id == link.shop_id, Shop.uninstalled_at.is_(None))
     if digests:
-        listed = sa.exists().where(
-            Suppression.shop_id == Shop.id,
-            Suppression.kind.in_(SUPPRESSION_KINDS),  # the index's middle column
-            Suppression.digest.in_(digests),
-        )
-        row = row.where(~listed)
+        row = row.where(~sa.exists().where(listed_for_erasure(Shop.id, digests)))
     statement = sa.insert(TrackingHit).from_select(_COLUMNS, row)
     with db.sessionmaker() as session, session.begin():
         if db.dialect == "postgresql":
@@ -112,7 +106,7 @@ SELECT s.id, $1, $2, $3, $4, $5, $6, $7
 FROM shops AS s, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 WHERE s.id = $8 AND s.uninstalled_at IS NULL
   AND NOT EXISTS (
-    SELECT 1 FROM suppressions AS p  -- the kinds: models.SUPPRESSION_KINDS (the index's middle column)
+    SELECT 1 FROM suppressions AS p  -- as models.listed_for_erasure: by shop, every kind, and digest
     WHERE p.shop_id = s.id AND p.kind IN ('email', 'phone') AND p.digest = ANY($9::text[])
   )
 """
